@@ -1,0 +1,42 @@
+"""A static, preallocated key/value cache (as in gpt-fast), shared by both model families.
+
+During sampling each layer's keys and values for all past positions are kept here, so a decode step
+only computes the new token. Memory is allocated once for the longest possible sequence.
+"""
+import torch
+
+
+class KVCache:
+    def __init__(self, n_layers, batch, n_heads, max_len, head_dim, device, dtype):
+        shape = (n_layers, batch, n_heads, max_len, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # Which slots hold a real token (False for left padding): the attention key mask.
+        self.mask = torch.zeros(batch, max_len, device=device, dtype=torch.bool)
+        self.length = 0  # slots [0, length) are filled
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    def reserve(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mark the next T slots (1 = real token) and return the key mask over all filled slots."""
+        T = attention_mask.shape[1]
+        if self.length + T > self.max_len:
+            raise ValueError(f"KV cache is full: {self.length} + {T} tokens > {self.max_len} slots")
+        self.mask[:, self.length:self.length + T] = attention_mask.bool()
+        return self.mask[:, :self.length + T]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Write this layer's new keys/values (B, H, T, D) and return all of them so far."""
+        end = self.length + k.shape[2]
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, T: int):
+        self.length += T
+
+    def keep_rows(self, rows: torch.Tensor):
+        """Drop finished rows from the batch so later steps spend no compute on them."""
+        self.k, self.v, self.mask = self.k[:, rows], self.v[:, rows], self.mask[rows]

@@ -1,0 +1,187 @@
+"""Llama, a decoder-only transformer (Touvron et al. 2023), written to match Hugging Face's LlamaForCausalLM.
+
+  tokens -> embedding -> N x [RMSNorm -> attention (RoPE, grouped-query) -> +residual
+                              RMSNorm -> SwiGLU MLP -> +residual] -> RMSNorm -> lm_head -> logits
+
+Module names equal the Hugging Face tensor names (model.layers.0.self_attn.q_proj.weight, ...), so
+loading a checkpoint is a plain state-dict copy. Also covers Mistral without a sliding window.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import LlamaConfig
+from .kv_cache import KVCache
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight, computed in fp32 (Zhang & Sennrich 2019). T5 uses the same."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def rope_frequencies(cfg: LlamaConfig) -> torch.Tensor:
+    """Inverse frequencies theta^(-2i/d) of rotary embeddings (Su et al. 2021), with Llama-3.1's rescaling."""
+    d = cfg.head_dim
+    # Always on the CPU, even while the model is built on the "meta" device; moved in forward.
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.int64, device="cpu").float() / d))
+    if cfg.rope_scaling is None:
+        return inv_freq
+    # llama3: long wavelengths are slowed down by `factor`, short ones kept, the band between is blended.
+    s = cfg.rope_scaling
+    factor, low, high = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+    old_len = s["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    in_band = ~(wavelen < old_len / high) & ~(wavelen > old_len / low)
+    return torch.where(in_band, blended, scaled)
+
+
+def rotate(x, cos, sin):
+    """Rotate pairs (x_i, x_{i+d/2}) by the position's angle (the 'rotate_half' layout of HF checkpoints)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.dropout = cfg.attention_dropout
+        bias = cfg.attention_bias
+        self.q_proj = nn.Linear(cfg.hidden_size, self.n_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(cfg.hidden_size, self.n_kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, cfg.hidden_size, bias=bias)
+
+    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        # Grouped-query attention: each group of n_heads / n_kv_heads query heads shares one k/v head.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    """SwiGLU (Shazeer 2020): down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=cfg.mlp_bias)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, mask, cache, layer):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class Llama(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.config = cfg
+        self.model = Decoder(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        # A plain fp32 attribute, not a buffer: it is derived from the config, never saved or loaded.
+        self.inv_freq = rope_frequencies(cfg)
+
+    def forward(self, input_ids, attention_mask=None, cache: KVCache | None = None):
+        """Logits (B, T, V). attention_mask (B, T): 1 for real tokens, 0 for padding (left or right).
+
+        With a cache, input_ids are the next T tokens after those already cached (prefill, then decode).
+        Each row's positions count only its real tokens, so a left-padded row starts at position 0.
+        """
+        B, T = input_ids.shape
+        if attention_mask is None:
+            attention_mask = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
+        start = 0
+        if cache is None:
+            key_mask = attention_mask.bool()
+        else:
+            start, key_mask = cache.length, cache.reserve(attention_mask)
+        positions = (key_mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
+        # Query i (absolute slot start+i) sees real keys at slots <= start+i, and always itself,
+        # so that a padding query still has one key and softmax gives no NaN.
+        S = key_mask.shape[1]
+        slots = torch.arange(S, device=input_ids.device)
+        causal = slots[None, :] <= (start + torch.arange(T, device=input_ids.device))[:, None]
+        itself = slots[None, :] == (start + torch.arange(T, device=input_ids.device))[:, None]
+        mask = (causal & key_mask[:, None, None, :]) | itself
+        # Rotary angles in fp32 (as Hugging Face does), then cast to the activations' dtype.
+        x = self.model.embed_tokens(input_ids)
+        inv_freq = self.inv_freq.to(input_ids.device)
+        angles = positions[..., None].float() * inv_freq
+        angles = torch.cat((angles, angles), dim=-1)[:, None]  # (B, 1, T, head_dim)
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, cos, sin, mask, cache, i)
+        if cache is not None:
+            cache.advance(T)
+        return self.lm_head(self.model.norm(x))
+
+    # The generation interface (the same for T5): prefill the prompts, then one token per step.
+    def prefill(self, input_ids, attention_mask, max_new_tokens: int):
+        """Run left-padded prompts (B, T) through the model; return the next-token logits and the cache."""
+        B, T = input_ids.shape
+        if T + max_new_tokens > self.config.max_position_embeddings:
+            raise ValueError(f"prompt of {T} tokens + {max_new_tokens} new tokens exceeds the model's "
+                             f"context of {self.config.max_position_embeddings} positions")
+        p, c = self.lm_head.weight, self.config
+        cache = KVCache(c.num_hidden_layers, B, c.num_key_value_heads, T + max_new_tokens, c.head_dim, p.device, p.dtype)
+        return self(input_ids, attention_mask, cache=cache)[:, -1], cache
+
+    def decode_step(self, tokens, cache: KVCache):
+        """Next-token logits (B, V) after appending tokens (B,) to the cached sequences."""
+        return self(tokens[:, None], cache=cache)[:, -1]
+
+    @torch.no_grad()
+    def init_weights(self, seed: int):
+        """Hugging Face's Llama init: normal(0, initializer_range) for linears and embeddings, norms at 1."""
+        g = torch.Generator().manual_seed(seed)
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            elif name.endswith(".bias"):
+                p.zero_()
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * self.config.initializer_range)
