@@ -125,11 +125,12 @@ class Llama(nn.Module):
         # A plain fp32 attribute, not a buffer: it is derived from the config, never saved or loaded.
         self.inv_freq = rope_frequencies(cfg)
 
-    def forward(self, input_ids, attention_mask=None, cache: KVCache | None = None):
+    def forward(self, input_ids, attention_mask=None, cache: KVCache | None = None, last_only=False):
         """Logits (B, T, V). attention_mask (B, T): 1 for real tokens, 0 for padding (left or right).
 
         With a cache, input_ids are the next T tokens after those already cached (prefill, then decode).
         Each row's positions count only its real tokens, so a left-padded row starts at position 0.
+        last_only: logits of the last position only, (B, 1, V): a prefill needs no more.
         """
         B, T = input_ids.shape
         if attention_mask is None:
@@ -157,7 +158,7 @@ class Llama(nn.Module):
             x = layer(x, cos, sin, mask, cache, i)
         if cache is not None:
             cache.advance(T)
-        return self.lm_head(self.model.norm(x))
+        return self.lm_head(self.model.norm(x[:, -1:] if last_only else x))
 
     # The generation interface (the same for T5): prefill the prompts, then one token per step.
     def prefill(self, input_ids, attention_mask, max_new_tokens: int):
@@ -168,7 +169,7 @@ class Llama(nn.Module):
                              f"context of {self.config.max_position_embeddings} positions")
         p, c = self.lm_head.weight, self.config
         cache = KVCache(c.num_hidden_layers, B, c.num_key_value_heads, T + max_new_tokens, c.head_dim, p.device, p.dtype)
-        return self(input_ids, attention_mask, cache=cache)[:, -1], cache
+        return self(input_ids, attention_mask, cache=cache, last_only=True)[:, -1], cache
 
     def decode_step(self, tokens, cache: KVCache):
         """Next-token logits (B, V) after appending tokens (B,) to the cached sequences."""

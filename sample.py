@@ -1,0 +1,257 @@
+"""Sampling: our KV-cached batched generator with the calculator tool, and a CLI that evaluates datasets.
+
+    from sample import generate
+    new_tokens = generate(model, tok, prompts, max_new_tokens=300, temperature=0.7, top_k=50, calculator=True)
+
+How one call works (gpt-fast style, one code path for CPU and CUDA, and for Llama and T5):
+  1. prompts are left-padded into one batch and run once (prefill), filling a preallocated cache;
+  2. then every step picks one token per row (greedy, or temperature/top-k/top-p sampling) and runs
+     only those tokens through the model;
+  3. rows stop at EOS; once a quarter of the batch has stopped, finished rows are dropped (the
+     cache is compacted) so no compute is spent on them;
+  4. calculator (paper section 3.3, Fig. 7): when a row has just written "<<48/2=" (T5: "[ 48 / 2 ="),
+     the calculator computes 24 and the row's next tokens are forced to "24>>", one per step, so
+     no extra forward passes are needed. Only rows whose new token contains "=" are checked.
+
+    python sample.py --model DIR --data gsm8k-test --out samples.jsonl [--num-samples K ...]
+"""
+import argparse
+import json
+import functools
+from collections import deque
+
+import torch
+from tqdm import tqdm
+
+from data import calculate, close_calculation, extract_answer, find_open_calculation, format_prompt, is_correct
+from data import load_dataset, write_jsonl
+
+CALC_WINDOW = 48     # tokens of a row's tail decoded when it may have opened a calculator call
+COMPACT_AT = 0.25    # drop finished rows once this fraction of the batch has finished
+
+
+def family_of(model) -> str:
+    return "t5" if model.config.is_encoder_decoder else "llama"
+
+
+def encode_prompt(model, tok, question: str) -> list[int]:
+    """Prompt token ids as the model was trained on them: Llama <bos> Alpaca prompt; T5 question <eos>."""
+    ids = tok.encode(format_prompt(question, family_of(model)))
+    if model.config.is_encoder_decoder:
+        return ids + [tok.eos_id]
+    return ([tok.bos_id] if tok.bos_id is not None else []) + ids
+
+
+def pick_next(logits, temperature, top_k, top_p, generator):
+    """Greedy when temperature == 0; else sample from softmax(logits / T) restricted by top-k and top-p."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k > 0:
+        kth_best = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth_best, float("-inf"))
+    if top_p < 1.0:
+        # Keep the smallest set of most likely tokens whose probability reaches top_p.
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        mass_before = probs.cumsum(-1) - probs
+        sorted_logits = sorted_logits.masked_fill(mass_before >= top_p, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+@functools.cache
+def token_texts(tok) -> list[str]:
+    """The text each token id adds in the middle of a sentence (computed once per tokenizer).
+
+    Decoding a single id is not enough (sentencepiece drops a leading space at the start of a text),
+    so each id is decoded after an anchor token and the anchor's text is cut off.
+    """
+    anchor = tok.encode("a")
+    base = tok.decode(anchor)
+    return [tok.decode(anchor + [i])[len(base):] for i in range(tok.vocab_size)]
+
+
+class Calculator:
+    """Finds rows that have just opened a calculator call and queues the tokens of its result."""
+
+    def __init__(self, tok, family):
+        self.tok, self.family = tok, family
+        # Only a new token containing "=" can open a call, so most steps decode nothing.
+        self.has_equals = torch.tensor(["=" in text for text in token_texts(tok)])
+
+    def may_open(self, tokens: torch.Tensor) -> list[int]:
+        """Batch positions whose new token contains '='."""
+        return self.has_equals[tokens.cpu()].nonzero().flatten().tolist()
+
+    def forced_tokens(self, tail_ids: list[int]) -> list[int]:
+        """The tokens that write the result and closing marker after the tail, or [] if none apply."""
+        text = self.tok.decode(tail_ids)
+        expression = find_open_calculation(text, self.family)
+        result = calculate(expression) if expression is not None else None
+        if result is None:
+            return []
+        return continuation_ids(self.tok, text, close_calculation(result, self.family))
+
+
+def continuation_ids(tok, context: str, addition: str) -> list[int]:
+    """Token ids that append exactly `addition` to text ending in `context`, for any tokenizer.
+
+    Preferred: the tokenizer's own split of context + addition, when it keeps the context's tokens
+    (so the forced tokens look like training data). When the tokenizer would merge across the
+    boundary (Mistral has a token "=-"), the addition is covered by the longest tokens whose
+    mid-sentence text matches. Every candidate is checked by decoding.
+    """
+    context_ids = tok.encode(context)
+    joint = tok.encode(context + addition)
+    candidates = [joint[len(context_ids):]] if joint[:len(context_ids)] == context_ids else []
+    texts = token_texts(tok)
+    ids, pos = [], 0
+    while pos < len(addition):
+        match = next((i for n in range(min(16, len(addition) - pos), 0, -1)
+                      for i in [_text_to_id(tok).get(addition[pos:pos + n])] if i is not None), None)
+        if match is None:
+            break
+        ids.append(match)
+        pos += len(texts[match])
+    candidates.append(ids)
+    for candidate in candidates:
+        if candidate and tok.decode(context_ids + candidate) == tok.decode(context_ids) + addition:
+            return candidate
+    return []
+
+
+@functools.cache
+def _text_to_id(tok) -> dict[str, int]:
+    table = {}
+    for i, text in enumerate(token_texts(tok)):
+        if text and "\ufffd" not in text:  # skip control tokens and partial UTF-8 bytes
+            table.setdefault(text, i)
+    return table
+
+
+@torch.no_grad()
+def generate(model, tok, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0,
+             calculator=False, seed=0) -> list[list[int]]:
+    """New tokens for each prompt (EOS included when reached). Same seed and batch -> same output."""
+    if len(prompts) == 0:
+        raise ValueError("generate: the list of prompts is empty")
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("generate: a prompt is empty (0 tokens)")
+    device = model.lm_head.weight.device
+    B, T = len(prompts), max(len(p) for p in prompts)
+    pad = tok.pad_id if tok.pad_id is not None else tok.eos_id
+    ids = torch.full((B, T), pad, dtype=torch.long)
+    mask = torch.zeros(B, T, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, T - len(prompt):] = torch.tensor(prompt)
+        mask[row, T - len(prompt):] = 1
+    logits, cache = model.prefill(ids.to(device), mask.to(device), max_new_tokens)
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    calc = Calculator(tok, family_of(model)) if calculator else None
+    forced = {}                                        # original row -> queue of forced token ids
+    out = torch.full((B, max_new_tokens), pad, dtype=torch.long, device=device)
+    lengths = torch.full((B,), max_new_tokens, dtype=torch.long)
+    rows = torch.arange(B, device=device)              # original row of each batch position
+    running = torch.ones(B, dtype=torch.bool, device=device)
+    for step in range(max_new_tokens):
+        # Only ids the tokenizer can write (T5 has 32128 logits for 32100 ids; the rest were never trained).
+        next_tokens = pick_next(logits[:, :tok.vocab_size], temperature, top_k, top_p, generator)
+        if forced:  # a calculator result overrides what the model picked
+            for pos, row in enumerate(rows.tolist()):
+                if row in forced:
+                    next_tokens[pos] = forced[row].popleft()
+                    if not forced[row]:
+                        del forced[row]
+        next_tokens = torch.where(running, next_tokens, pad)
+        out[rows, step] = next_tokens
+        if calc is not None:
+            for pos in calc.may_open(next_tokens):
+                row = rows[pos].item()
+                if running[pos] and row not in forced:
+                    queue = calc.forced_tokens(out[row, max(0, step + 1 - CALC_WINDOW):step + 1].tolist())
+                    if queue:
+                        forced[row] = deque(queue)
+        stopped = running & (next_tokens == tok.eos_id)
+        if stopped.any():
+            lengths[rows[stopped].cpu()] = step + 1
+            running &= ~stopped
+        n_running = int(running.sum())
+        if n_running == 0 or step == max_new_tokens - 1:
+            break
+        if n_running <= (1 - COMPACT_AT) * len(rows):
+            keep = running.nonzero().flatten()
+            cache.keep_rows(keep)
+            rows, running, next_tokens = rows[keep], running[keep], next_tokens[keep]
+        logits = model.decode_step(next_tokens, cache)
+    out = out.cpu()
+    return [out[row, :lengths[row]].tolist() for row in range(B)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Sample solutions with our KV-cached sampler and score them.")
+    ap.add_argument("--model", required=True, help="a Hugging Face checkpoint folder (Llama or T5)")
+    ap.add_argument("--data", required=True, help="gsm8k-test, gsm8k-dev, svamp, asdiv, multiarith, or FILE.jsonl")
+    ap.add_argument("--out", required=True, help="JSONL: one line per sample")
+    ap.add_argument("--num-samples", type=int, default=1)
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--top-k", type=int, default=0)
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--max-new-tokens", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--calculator", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32")
+    args = ap.parse_args()
+    if args.temperature == 0 and args.num_samples > 1:
+        ap.error("--num-samples > 1 needs --temperature > 0 (greedy decoding repeats itself)")
+
+    from model import load_pretrained
+    model, tok = load_pretrained(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    rows = load_dataset(args.data)[: args.limit]
+    records = evaluate(model, tok, rows, args)
+    write_jsonl(args.out, records)
+    summary = summarize(records, args.num_samples)
+    summary_path = args.out.removesuffix(".jsonl") + ".summary.json"
+    with open(summary_path, "w") as f:
+        json.dump({**summary, "data": args.data, "model": args.model, "seed": args.seed}, f, indent=2)
+    print(json.dumps(summary))
+
+
+def evaluate(model, tok, rows, args) -> list[dict]:
+    """Sample args.num_samples answers for every question; one record per sample."""
+    jobs = [(row, k) for row in rows for k in range(args.num_samples)]
+    records = []
+    for start in tqdm(range(0, len(jobs), args.batch_size), desc="sampling", unit="batch"):
+        batch = jobs[start:start + args.batch_size]
+        prompts = [encode_prompt(model, tok, row["question"]) for row, _ in batch]
+        outputs = generate(model, tok, prompts, args.max_new_tokens, args.temperature, args.top_k,
+                           args.top_p, args.calculator, seed=args.seed + start)
+        for (row, k), new_tokens in zip(batch, outputs):
+            completion = tok.decode(new_tokens)
+            prediction = extract_answer(completion)
+            records.append({"id": row["id"], "question": row["question"], "sample": k, "completion": completion,
+                            "prediction": prediction, "gold": row["gold"],
+                            "correct": is_correct(prediction, row["gold"])})
+    return records
+
+
+def summarize(records, num_samples) -> dict:
+    """Accuracy of sample 0 (the greedy answer when temperature is 0) and pass@k over all samples."""
+    by_question = {}
+    for r in records:
+        by_question.setdefault(r["id"], []).append(r["correct"])
+    n = len(by_question)
+    return {"questions": n, "samples_per_question": num_samples,
+            "accuracy": sum(c[0] for c in by_question.values()) / n,
+            f"pass@{num_samples}": sum(any(c) for c in by_question.values()) / n}
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
+        raise SystemExit(f"sample.py: error: {e}")
