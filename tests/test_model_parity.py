@@ -37,6 +37,13 @@ def add_tokenizer(folder, family):
     shutil.copy(require_file(asset), folder / asset.name)
 
 
+def loaded(folder, hf, family, **kwargs):
+    """Save a transformers model as a checkpoint folder (with a real tokenizer file), load it with ours."""
+    hf.save_pretrained(folder)
+    add_tokenizer(folder, family)
+    return load_pretrained(folder, **kwargs)
+
+
 def hf_llama(seed=0, model_type="llama", **overrides):
     kwargs = dict(vocab_size=LLAMA_VOCAB, hidden_size=64, intermediate_size=112, num_hidden_layers=2,
                   max_position_embeddings=64, rms_norm_eps=1e-5)
@@ -67,9 +74,7 @@ def hf_llama_logits(hf, ids, mask):
 @pytest.mark.parametrize("variant", LLAMA_VARIANTS)
 def test_llama_logits_match_transformers(tmp_path, variant):
     hf = hf_llama(**LLAMA_VARIANTS[variant])
-    hf.save_pretrained(tmp_path)
-    add_tokenizer(tmp_path, "llama")
-    ours, _ = load_pretrained(tmp_path)
+    ours, _ = loaded(tmp_path, hf, "llama")
     ids, mask = left_padded_batch()
     with torch.no_grad():
         got = ours(ids, attention_mask=mask)
@@ -84,10 +89,7 @@ def test_llama_logits_match_transformers(tmp_path, variant):
 
 def test_llama_tied_head_is_shared_and_untied_is_not(tmp_path):
     for tie in (True, False):
-        folder = tmp_path / str(tie)
-        hf_llama(tie_word_embeddings=tie).save_pretrained(folder)
-        add_tokenizer(folder, "llama")
-        ours, _ = load_pretrained(folder)
+        ours, _ = loaded(tmp_path / str(tie), hf_llama(tie_word_embeddings=tie), "llama")
         assert (ours.lm_head.weight.data_ptr() == ours.model.embed_tokens.weight.data_ptr()) == tie
 
 
@@ -106,10 +108,7 @@ def test_llama_sharded_checkpoint_loads(tmp_path):
 
 @pytest.mark.parametrize("max_shard_bytes", [2**30, 30_000])
 def test_llama_our_save_loads_in_transformers(tmp_path, max_shard_bytes):
-    hf = hf_llama(num_attention_heads=4, num_key_value_heads=2)
-    hf.save_pretrained(tmp_path / "hf")
-    add_tokenizer(tmp_path / "hf", "llama")
-    ours, tok = load_pretrained(tmp_path / "hf")
+    ours, tok = loaded(tmp_path / "hf", hf_llama(num_attention_heads=4, num_key_value_heads=2), "llama")
     save_pretrained(ours, tok, tmp_path / "ours", max_shard_bytes=max_shard_bytes)
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
     ids, mask = left_padded_batch()
@@ -120,10 +119,7 @@ def test_llama_our_save_loads_in_transformers(tmp_path, max_shard_bytes):
 
 
 def test_llama_bf16_loads_and_runs(tmp_path):
-    hf = hf_llama(num_attention_heads=4, num_key_value_heads=2)
-    hf.save_pretrained(tmp_path)
-    add_tokenizer(tmp_path, "llama")
-    ours32, _ = load_pretrained(tmp_path)
+    ours32, _ = loaded(tmp_path, hf_llama(num_attention_heads=4, num_key_value_heads=2), "llama")
     ours16, _ = load_pretrained(tmp_path, dtype=torch.bfloat16)
     assert ours16.lm_head.weight.dtype == torch.bfloat16
     ids, mask = left_padded_batch()
@@ -168,9 +164,7 @@ def t5_batch(seed=2):
 @pytest.mark.parametrize("variant", T5_VARIANTS)
 def test_t5_logits_match_transformers(tmp_path, variant):
     hf = hf_t5(**T5_VARIANTS[variant])
-    hf.save_pretrained(tmp_path)
-    add_tokenizer(tmp_path, "t5")
-    ours, tok = load_pretrained(tmp_path)
+    ours, tok = loaded(tmp_path, hf, "t5")
     assert (ours.lm_head.weight.data_ptr() == ours.shared.weight.data_ptr()) == (not T5_VARIANTS[variant]["untie"])
     enc, enc_mask, dec = t5_batch()
     with torch.no_grad():

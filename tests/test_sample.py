@@ -3,9 +3,8 @@ import pytest
 import torch
 import transformers
 
-from model import load_pretrained
 from sample import generate, pick_next
-from test_model_parity import add_tokenizer, hf_llama, hf_t5, rel_err
+from test_model_parity import hf_llama, hf_t5, loaded, rel_err
 
 EOS = 2
 
@@ -27,12 +26,6 @@ def left_pad(prompts, pad=0):
     return ids, mask
 
 
-def loaded(tmp_path, hf, family):
-    hf.save_pretrained(tmp_path)
-    add_tokenizer(tmp_path, family)
-    return load_pretrained(tmp_path)[0]
-
-
 def eos_it_likes(ours, prompts, n):
     """A token that greedy decoding emits at many different first positions across rows: used as EOS,
     so that rows stop at different steps (and some never)."""
@@ -48,7 +41,7 @@ def eos_it_likes(ours, prompts, n):
 
 def test_llama_greedy_equals_transformers_generate(tmp_path):
     hf = hf_llama(num_attention_heads=4, num_key_value_heads=2)
-    ours = loaded(tmp_path, hf, "llama")
+    ours = loaded(tmp_path, hf, "llama")[0]
     prompts = ragged_prompts(96)
     tok = IdsOnly()
     tok.eos_id = eos_it_likes(ours, prompts, 24)
@@ -65,7 +58,7 @@ def test_llama_greedy_equals_transformers_generate(tmp_path):
 def test_t5_greedy_equals_transformers_generate(tmp_path):
     # (transformers 5.23's generate sizes its cache by num_layers, so keep the decoder as deep as the encoder.)
     hf = hf_t5(feed_forward_proj="gated-gelu", untie=True, num_decoder_layers=2)
-    ours = loaded(tmp_path, hf, "t5")
+    ours = loaded(tmp_path, hf, "t5")[0]
     prompts = ragged_prompts(80, lengths=(12, 5, 8))
     tok = IdsOnly()
     tok.eos_id = eos_it_likes(ours, prompts, 20)
@@ -84,7 +77,7 @@ def test_t5_greedy_equals_transformers_generate(tmp_path):
 @pytest.mark.parametrize("family", ["llama", "t5"])
 def test_cached_decoding_equals_full_forward(tmp_path, family):
     hf = hf_llama(num_attention_heads=4, num_key_value_heads=2) if family == "llama" else hf_t5(untie=True)
-    ours = loaded(tmp_path, hf, family)
+    ours = loaded(tmp_path, hf, family)[0]
     prompts = ragged_prompts(80, lengths=(7, 3, 5))
     ids, mask = left_pad(prompts)
     steps = torch.randint(3, 80, (3, 6), generator=torch.Generator().manual_seed(5))
@@ -105,7 +98,7 @@ def test_cached_decoding_equals_full_forward(tmp_path, family):
 
 
 def test_batch_compaction_gives_each_row_what_it_gets_alone(tmp_path):
-    ours = loaded(tmp_path, hf_llama(num_attention_heads=4, num_key_value_heads=2), "llama")
+    ours = loaded(tmp_path, hf_llama(num_attention_heads=4, num_key_value_heads=2), "llama")[0]
     prompts = ragged_prompts(96, lengths=(9, 4, 1, 6, 3, 8, 2, 5))
     tok = IdsOnly()
     tok.eos_id = eos_it_likes(ours, prompts, 30)
@@ -115,7 +108,7 @@ def test_batch_compaction_gives_each_row_what_it_gets_alone(tmp_path):
 
 
 def test_seeded_sampling_is_reproducible(tmp_path):
-    ours = loaded(tmp_path, hf_llama(num_attention_heads=4, num_key_value_heads=2), "llama")
+    ours = loaded(tmp_path, hf_llama(num_attention_heads=4, num_key_value_heads=2), "llama")[0]
     prompts = ragged_prompts(96)
     tok = IdsOnly()
     tok.eos_id = -1
@@ -147,7 +140,7 @@ def test_top_k_and_top_p_stay_inside_the_allowed_set():
 
 
 def test_errors_for_empty_and_too_long_prompts(tmp_path):
-    ours = loaded(tmp_path, hf_llama(num_attention_heads=4, num_key_value_heads=2), "llama")
+    ours = loaded(tmp_path, hf_llama(num_attention_heads=4, num_key_value_heads=2), "llama")[0]
     with pytest.raises(ValueError, match="list of prompts is empty"):
         generate(ours, IdsOnly(), [], 10)
     with pytest.raises(ValueError, match=r"prompt of 60 tokens \+ 10 new tokens exceeds the model's context of 64"):
