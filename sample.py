@@ -23,7 +23,8 @@ from collections import deque
 import torch
 from tqdm import tqdm
 
-from data import calculate, close_calculation, extract_answer, find_open_calculation, format_prompt, is_correct
+from data import calculate, close_calculation, extract_answer, find_open_calculation, is_correct
+from data.formats import encode_example
 from data import load_dataset, write_jsonl
 
 CALC_WINDOW = 48     # tokens of a row's tail decoded when it may have opened a calculator call
@@ -35,11 +36,8 @@ def family_of(model) -> str:
 
 
 def encode_prompt(model, tok, question: str) -> list[int]:
-    """Prompt token ids as the model was trained on them: Llama <bos> Alpaca prompt; T5 question <eos>."""
-    ids = tok.encode(format_prompt(question, family_of(model)))
-    if model.config.is_encoder_decoder:
-        return ids + [tok.eos_id]
-    return ([tok.bos_id] if tok.bos_id is not None else []) + ids
+    """Prompt token ids as the model was trained on them (data/formats.py: encode_example)."""
+    return encode_example(tok, family_of(model), question)[0]
 
 
 def pick_next(logits, temperature, top_k, top_p, generator):

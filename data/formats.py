@@ -73,8 +73,9 @@ def to_t5_rationale(rationale):
     # "+" stays unspaced; lookarounds space every one.)
     for operator in "+-*/=":
         text = re.sub(rf"(?<=\S){re.escape(operator)}(?=\S)", f" {operator} ", text)
-    # Every line but the final "#### N" ends with a period, then lines are joined.
-    lines = [line if line.startswith("##") or line.endswith(".") else line + "."
+    # Every line but the final "#### N" ends with a period, then lines are joined. (Testing for
+    # "####" anywhere in the line keeps the rewrite idempotent: T5-form text passes through unchanged.)
+    lines = [line if "####" in line or line.endswith(".") else line + "."
              for line in text.split("\n")]
     return " ".join(lines)
 
@@ -104,6 +105,20 @@ def close_calculation(result, family):
     if family == "llama":
         return f"{result}>>"  # <<48/2=24>>
     return f" {result}]"  # [ 48 / 2 = 24]
+
+
+def encode_example(tok, family, question, answer_text=None):
+    """(prompt ids, answer ids) as the model reads and writes them; `tok` is any tokenizer with
+    encode() and bos/eos ids. Llama: <bos> prompt | answer <eos>.  T5: question <eos> | answer <eos>.
+    Prompt and answer are encoded separately, so sampling sees the same prompt tokens as training."""
+    _check_family(family)
+    prompt = tok.encode(format_prompt(question, family))
+    if family == "t5":
+        prompt = prompt + [tok.eos_id]
+    elif tok.bos_id is not None:
+        prompt = [tok.bos_id] + prompt
+    answer = None if answer_text is None else tok.encode(answer_text) + [tok.eos_id]
+    return prompt, answer
 
 
 def extract_answer(text):

@@ -407,3 +407,15 @@ def test_synthetic_cli_writes_one_file_per_split(tmp_path):
     subprocess.run(command, cwd=REPO, check=True, capture_output=True)
     counts = {name: len(read_jsonl(tmp_path / name)) for name in sorted(os.listdir(tmp_path))}
     assert counts == {"dev.jsonl": 3, "ood.jsonl": 1, "test.jsonl": 2, "train.jsonl": 5, "unlabeled.jsonl": 4}
+
+
+def test_t5_rewrite_is_idempotent():
+    """Pseudo-labels sampled from a T5 model are already in T5 form; formatting them again changes nothing."""
+    from data import format_answer
+    rationales = ["Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips.\n#### 72",
+                  "She pays $5*3=$<<5*3=15>>15.\nTotal:15 - 4 = <<15-4=11>>11 left\n#### 11",
+                  "It is 2.5 - 3 = <<2.5-3=-0.5>>-0.5\n#### -0.5"]
+    for rationale in rationales:
+        once = format_answer(rationale, "t5")
+        assert format_answer(once, "t5") == once
+        assert once.endswith("#### " + rationale.rsplit("#### ", 1)[1])
