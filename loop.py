@@ -1,0 +1,241 @@
+"""DPO-ST (the paper's Algorithm 1) and the plain self-training (ST) baseline, as resumable stages.
+
+    python loop.py --config configs/tiny-llama.json --method dpo-st --iterations 3 --out runs/NAME
+
+  data, base      the splits (labeled, unlabeled, dev, test, ood*) and the base model (+ tokenizer)
+  sft-0           SFT of the base model on the labeled data (the warm-up)
+  for k in 1..K:
+    samples-k     sample sft-{k-1} on the labeled questions (5x, T=0.7, top-k 50, calculator)   [dpo-st]
+    pairs-k       correct vs incorrect samples of rounds 1..k -> preference pairs               [dpo-st]
+    dpo-k         DPO of sft-{k-1} against a frozen copy of itself                             [dpo-st]
+    pseudo-k      sample dpo-k (ST: sft-{k-1}) on the unlabeled questions, keep correct ones, pool
+    sft-k         SFT FROM THE BASE MODEL on labeled + pseudo-labels
+  control         SFT from base on the labeled data for as many steps as sft-K (step-matched control)
+  report          metrics.json, report.md and accuracy.svg
+
+Each stage writes into runs/NAME/<stage>/ and writes DONE last; a rerun skips finished stages and
+redoes an unfinished one from scratch. Every stage is seeded from (seed, stage name), so a run
+killed at any moment and rerun ends with the same numbers as an unbroken one.
+"""
+import argparse
+import json
+import shutil
+import time
+import zlib
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from data import build_pairs, build_pseudo_labels, load_dataset, make_synthetic, read_jsonl, report, write_jsonl
+from data import format_answer, format_prompt
+from dpo import read_pairs, train_dpo
+from model import init_from_config, load_pretrained, save_pretrained
+from model.tokenizer import train_sentencepiece
+from sample import evaluate_rows
+from train_sft import TrainConfig, encode_rows, total_steps, train_sft
+
+DEFAULTS = {
+    "seed": 0, "iterations": 3, "device": "cpu", "dtype": "float32",
+    "data": {"source": "synthetic", "n_labeled": 1000, "n_unlabeled": 2000, "n_dev": 300, "n_test": 500,
+             "n_ood": 300, "ood": ["svamp", "asdiv", "multiarith"]},
+    "model": {"checkpoint": None, "init": None, "tokenizer_vocab_size": 800},  # init: an HF config dict
+    "sft": {f.name: f.default for f in fields(TrainConfig)},
+    "dpo": {**{f.name: f.default for f in fields(TrainConfig)}, "beta": 0.1, "loss_type": "sigmoid",
+            "label_smoothing": 0.0, "reference_free": False, "nll_alpha": 0.0, "precompute_ref": False},
+    "pairs": {"num_samples": 5, "temperature": 0.7, "top_k": 50, "top_p": 1.0, "max_new_tokens": 300,
+              "pairs_per_question": 3, "batch_size": 64},
+    "pseudo": {"num_samples": 3, "temperature": 0.7, "top_k": 50, "top_p": 1.0, "max_new_tokens": 300,
+               "batch_size": 64},
+    "eval": {"max_new_tokens": 300, "batch_size": 64},
+}
+
+
+def load_config(path) -> dict:
+    """The preset merged over DEFAULTS; an unknown key is an error naming it."""
+    def merge(defaults, given, where):
+        merged = dict(defaults)
+        for key, value in given.items():
+            if key not in defaults:
+                raise ValueError(f"{path}: unknown key '{where}{key}' (known: {', '.join(defaults)})")
+            is_section = isinstance(defaults[key], dict) and key != "init"
+            merged[key] = merge(defaults[key], value, f"{where}{key}.") if is_section else value
+        return merged
+    with open(path) as f:
+        return merge(DEFAULTS, json.load(f), "")
+
+
+class Run:
+    def __init__(self, out: Path, config: dict, method: str):
+        self.out, self.config, self.method = out, config, method
+        self.started, self.done_stages, self.total_stages = time.time(), 0, 0
+
+    def stage(self, name, work):
+        """Run work(folder) unless the stage is DONE; DONE is written last, after all its files."""
+        folder = self.out / name
+        self.done_stages += 1
+        if (folder / "DONE").is_file():
+            return folder
+        shutil.rmtree(folder, ignore_errors=True)  # an unfinished attempt: start it again from scratch
+        folder.mkdir(parents=True)
+        start = time.time()
+        torch.manual_seed(self.seed(name))
+        work(folder)
+        (folder / "DONE").write_text(f"{time.time() - start:.1f}\n")
+        report.write_metrics(self.out)  # metrics.json: every finished stage's accuracies so far
+        elapsed = time.time() - self.started
+        left = elapsed / self.done_stages * (self.total_stages - self.done_stages)
+        print(f"[{self.done_stages}/{self.total_stages}] {name} done in {time.time() - start:.0f}s "
+              f"(elapsed {elapsed / 60:.1f} min, about {left / 60:.1f} min left)", flush=True)
+        return folder
+
+    def seed(self, name) -> int:
+        return self.config["seed"] * 1_000_003 + zlib.crc32(name.encode()) % 1_000_003
+
+    def load(self, stage):
+        c = self.config
+        return load_pretrained(self.out / stage / "checkpoint", device=c["device"], dtype=getattr(torch, c["dtype"]))
+
+    @property
+    def family(self) -> str:
+        config = json.loads((self.out / "base" / "checkpoint" / "config.json").read_text())
+        return "t5" if config["model_type"] == "t5" else "llama"
+
+
+def prepare_data(run, folder):
+    c = run.config["data"]
+    if c["source"] == "synthetic":
+        splits = make_synthetic(run.config["seed"], c["n_labeled"], c["n_unlabeled"], c["n_dev"], c["n_test"], c["n_ood"])
+        splits = {"labeled": splits["train"], "unlabeled": splits["unlabeled"], "dev": splits["dev"],
+                  "test": splits["test"], "ood-synthetic": splits["ood"]}
+    else:  # the paper's setting: GSM8K train is labeled; its questions (with final answers) are the unlabeled pool
+        train = load_dataset("gsm8k-train")
+        splits = {"labeled": train, "unlabeled": [{**row, "answer": None} for row in train],
+                  "dev": load_dataset("gsm8k-dev"), "test": load_dataset("gsm8k-test")}
+        splits |= {f"ood-{name}": load_dataset(name) for name in c["ood"]}
+    for split, rows in splits.items():
+        write_jsonl(folder / f"{split}.jsonl", rows)
+
+
+def prepare_base(run, folder):
+    c = run.config["model"]
+    if c["checkpoint"]:
+        (folder / "checkpoint").symlink_to(Path(c["checkpoint"]).resolve())
+        return
+    # The tokenizer learns from exactly the text the model will read and write.
+    data, family = run.out / "data", "t5" if c["init"]["model_type"] == "t5" else "llama"
+    text = [format_prompt(r["question"], family) for split in ("labeled", "unlabeled")
+            for r in read_jsonl(data / f"{split}.jsonl")]
+    text += [format_answer(r["answer"], family) for r in read_jsonl(data / "labeled.jsonl")]
+    tok = train_sentencepiece(text, c["tokenizer_vocab_size"], folder / "tokenizer", family)
+    model = init_from_config({**c["init"], "vocab_size": tok.vocab_size}, seed=run.seed("base"))
+    save_pretrained(model, tok, folder / "checkpoint")
+
+
+def evaluate(run, model, tok, folder):
+    """Greedy accuracy (calculator on) on dev, test and every OOD set; eval.json + samples per set."""
+    results = {}
+    for path in sorted((run.out / "data").glob("*.jsonl")):
+        if path.stem in ("labeled", "unlabeled"):
+            continue
+        records = evaluate_rows(model, tok, read_jsonl(path), num_samples=1, temperature=0.0, seed=0,
+                                **run.config["eval"])
+        write_jsonl(folder / f"eval-{path.stem}.jsonl", records)
+        results[path.stem] = 100 * sum(r["correct"] for r in records) / len(records)
+    (folder / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("   " + "  ".join(f"{k} {v:.1f}" for k, v in results.items()), flush=True)
+
+
+def sft_stage(run, rows, folder, steps=None):
+    model, tok = run.load("base")
+    family = "t5" if model.config.is_encoder_decoder else "llama"
+    cfg = TrainConfig(**{**run.config["sft"], "seed": run.seed(folder.name), **({"steps": steps} if steps else {})})
+    model = train_sft(model, tok, encode_rows(tok, family, rows, folder.name), cfg, folder / "train_log.jsonl")
+    (folder / "steps").write_text(f"{total_steps(len(rows), cfg)}\n")
+    save_pretrained(model, tok, folder / "checkpoint")
+    evaluate(run, model, tok, folder)
+
+
+def sample_stage(run, source, questions, settings, folder):
+    model, tok = run.load(source)
+    s = {k: v for k, v in settings.items() if k != "pairs_per_question"}
+    write_jsonl(folder / "samples.jsonl", evaluate_rows(model, tok, questions, seed=run.seed(folder.name), **s))
+
+
+def pairs_stage(run, k, folder):
+    _, tok = run.load(f"sft-{k - 1}")
+    samples = [s for i in range(1, k + 1) for s in read_jsonl(run.out / f"samples-{i}" / "samples.jsonl")]
+    labeled = read_jsonl(run.out / "data" / "labeled.jsonl")
+    pairs = build_pairs(samples, labeled, tokenize=tok.encode, family=run.family,
+                        pairs_per_question=run.config["pairs"]["pairs_per_question"])
+    if not pairs:
+        raise ValueError(f"{folder}: no preference pairs (every question was all-correct or had no sample)")
+    write_jsonl(folder / "pairs.jsonl", pairs)
+
+
+def dpo_stage(run, k, folder):
+    model, tok = run.load(f"sft-{k - 1}")
+    c = run.config["dpo"]
+    cfg = TrainConfig(**{key: c[key] for key in DEFAULTS["sft"]} | {"seed": run.seed(folder.name)})
+    args = argparse.Namespace(**{key: c[key] for key in c if key not in DEFAULTS["sft"]})
+    pairs = read_pairs(run.out / f"pairs-{k}" / "pairs.jsonl", tok, run.family)
+    model = train_dpo(model, tok, pairs, cfg, args, folder / "train_log.jsonl")
+    save_pretrained(model, tok, folder / "checkpoint")
+    evaluate(run, model, tok, folder)
+
+
+def pseudo_stage(run, k, folder):
+    source = f"dpo-{k}" if run.method == "dpo-st" else f"sft-{k - 1}"
+    unlabeled = read_jsonl(run.out / "data" / "unlabeled.jsonl")
+    sample_stage(run, source, unlabeled, run.config["pseudo"], folder)
+    _, tok = run.load(source)
+    previous = read_jsonl(run.out / f"pseudo-{k - 1}" / "pseudo.jsonl") if k > 1 else None
+    pseudo = build_pseudo_labels(read_jsonl(folder / "samples.jsonl"), unlabeled, tokenize=tok.encode,
+                                 previous=previous, family=run.family)
+    write_jsonl(folder / "pseudo.jsonl", pseudo)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="DPO-ST or ST, end to end, resumable.")
+    ap.add_argument("--config", default="configs/tiny-llama.json")
+    ap.add_argument("--method", choices=["dpo-st", "st"], default="dpo-st")
+    ap.add_argument("--iterations", type=int, default=None, help="overrides the config's")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    config = load_config(args.config)
+    if args.iterations is not None:
+        config["iterations"] = args.iterations
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.json"
+    resolved = {**config, "method": args.method}
+    if saved.is_file() and json.loads(saved.read_text()) != resolved:
+        raise ValueError(f"{out} holds a run with another config or method; use a new --out")
+    saved.write_text(json.dumps(resolved, indent=2) + "\n")
+
+    run = Run(out, config, args.method)
+    K = config["iterations"]
+    run.total_stages = 3 + K * (5 if args.method == "dpo-st" else 2) + 1  # data, base, sft-0, ..., control
+    run.stage("data", lambda f: prepare_data(run, f))
+    run.stage("base", lambda f: prepare_base(run, f))
+    labeled = read_jsonl(out / "data" / "labeled.jsonl")
+    run.stage("sft-0", lambda f: sft_stage(run, labeled, f))
+    for k in range(1, K + 1):
+        if args.method == "dpo-st":
+            run.stage(f"samples-{k}", lambda f: sample_stage(run, f"sft-{k - 1}", labeled, config["pairs"], f))
+            run.stage(f"pairs-{k}", lambda f: pairs_stage(run, k, f))
+            run.stage(f"dpo-{k}", lambda f: dpo_stage(run, k, f))
+        run.stage(f"pseudo-{k}", lambda f: pseudo_stage(run, k, f))
+        pseudo = read_jsonl(out / f"pseudo-{k}" / "pseudo.jsonl")
+        run.stage(f"sft-{k}", lambda f: sft_stage(run, labeled + pseudo, f))
+    final_steps = int((out / f"sft-{K}" / "steps").read_text())
+    run.stage("control", lambda f: sft_stage(run, labeled, f, steps=final_steps))
+    report.write(out, args.method, K)
+    print((out / "report.md").read_text())
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        raise SystemExit(f"loop.py: error: {e}")

@@ -1,0 +1,90 @@
+"""loop.py end to end on a minimal config: both methods, both families, resume after SIGKILL, bad config."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = json.loads((ROOT / "configs" / "smoke.json").read_text())
+T5_INIT = {"model_type": "t5", "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 1, "num_heads": 2,
+           "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False, "dropout_rate": 0.0}
+
+
+def config_file(tmp_path, family="llama", **overrides):
+    config = json.loads(json.dumps(SMOKE))
+    if family == "t5":
+        config["model"]["init"] = T5_INIT
+    config.update(overrides)
+    path = tmp_path / f"config-{family}.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def loop(config, out, method="dpo-st", **popen):
+    command = [sys.executable, str(ROOT / "loop.py"), "--config", str(config), "--method", method, "--out", str(out)]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finish(process):
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+@pytest.mark.parametrize("family", ["llama", "t5"])
+@pytest.mark.parametrize("method", ["dpo-st", "st"])
+def test_smoke_run_writes_every_stage_and_the_report(tmp_path, family, method):
+    out = tmp_path / "run"
+    finish(loop(config_file(tmp_path, family), out, method))
+    stages = ["data", "base", "sft-0", "pseudo-1", "sft-1", "control"]
+    stages += ["samples-1", "pairs-1", "dpo-1"] if method == "dpo-st" else []
+    assert all((out / s / "DONE").is_file() for s in stages)
+    assert not (out / "dpo-1").exists() if method == "st" else (out / "dpo-1" / "checkpoint").is_dir()
+    metrics = json.loads((out / "metrics.json").read_text())
+    evaluated = ["sft-0", "sft-1", "control"] + (["dpo-1"] if method == "dpo-st" else [])
+    assert sorted(metrics) == sorted(evaluated)
+    assert set(metrics["sft-0"]) == {"dev", "test", "ood-synthetic"}
+    report = (out / "report.md").read_text()
+    assert "| SFT |" in report and "step-matched control" in report
+    assert (out / "accuracy.svg").read_text().startswith("<svg")
+    # The control trains for exactly as many optimizer steps as the last self-training SFT.
+    assert (out / "control" / "steps").read_text() == (out / "sft-1" / "steps").read_text()
+
+
+def kill_when(process, ready, timeout=120):
+    deadline = time.time() + timeout
+    while not ready():
+        assert process.poll() is None and time.time() < deadline, "the run ended before the kill point"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_killed_runs_resume_to_the_same_metrics(tmp_path):
+    config = config_file(tmp_path)
+    finish(loop(config, tmp_path / "unbroken"))
+    expected = json.loads((tmp_path / "unbroken" / "metrics.json").read_text())
+    # Killed as soon as a stage has finished (a boundary), and while a stage is half done.
+    boundary, middle = tmp_path / "boundary", tmp_path / "middle"
+    kill_when(loop(config, boundary), lambda: (boundary / "sft-0" / "DONE").is_file())
+    kill_when(loop(config, middle), lambda: (middle / "dpo-1").is_dir() and not (middle / "dpo-1" / "DONE").exists())
+    assert not (middle / "dpo-1" / "DONE").exists()
+    for out in (boundary, middle):
+        finish(loop(config, out))
+        assert json.loads((out / "metrics.json").read_text()) == expected
+        pairs = (out / "pairs-1" / "pairs.jsonl").read_text()
+        assert pairs == (tmp_path / "unbroken" / "pairs-1" / "pairs.jsonl").read_text()
+
+
+def test_unknown_config_key_is_one_clear_error(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"sft": {"learning_rate": 1e-3}}))
+    result = subprocess.run([sys.executable, str(ROOT / "loop.py"), "--config", str(path), "--out",
+                             str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"loop.py: error: {path}: unknown key 'sft.learning_rate'")
