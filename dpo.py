@@ -11,7 +11,6 @@ import argparse
 import copy
 import functools
 import os
-from dataclasses import asdict, fields
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +19,7 @@ from data import read_jsonl
 from data.formats import encode_example
 from model import load_pretrained, save_pretrained
 from model.logprobs import answer_logprobs
-from train_sft import TrainConfig, distributed, train_loop
+from train_sft import TrainConfig, add_train_arguments, distributed, parse_train_arguments, train_loop
 
 
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
@@ -138,17 +137,13 @@ def main():
     ap.add_argument("--pairs", required=True, help="JSONL of {prompt, chosen, rejected}")
     ap.add_argument("--out", required=True)
     add_dpo_arguments(ap)
-    for f in fields(TrainConfig):
-        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args()
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    rank, _ = distributed()
-    model, tok = load_pretrained(args.model, device=f"cuda:{rank}" if args.device == "cuda" else args.device)
+    add_train_arguments(ap)
+    args, cfg, device = parse_train_arguments(ap)
+    model, tok = load_pretrained(args.model, device=device)
     pairs = read_pairs(args.pairs, tok, "t5" if model.config.is_encoder_decoder else "llama")
     os.makedirs(args.out, exist_ok=True)
     model = train_dpo(model, tok, pairs, cfg, args, log_path=os.path.join(args.out, "train_log.jsonl"))
-    if rank == 0:
+    if distributed()[0] == 0:
         save_pretrained(model, tok, os.path.join(args.out, "checkpoint"))
 
 

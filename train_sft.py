@@ -158,6 +158,21 @@ def encode_rows(tok, family, rows, where):
     return examples
 
 
+def add_train_arguments(ap):
+    """--lr, --epochs, ... (every TrainConfig field) and --device; shared with dpo.py."""
+    for f in fields(TrainConfig):
+        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def parse_train_arguments(ap) -> tuple[argparse.Namespace, TrainConfig, torch.device]:
+    """Parse; start the process group under torchrun; each process gets its own GPU."""
+    args = ap.parse_args()
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    rank, _ = distributed()
+    return args, cfg, torch.device(f"cuda:{rank}" if args.device == "cuda" else args.device)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = ap.add_mutually_exclusive_group(required=True)
@@ -166,13 +181,8 @@ def main():
     ap.add_argument("--tokenizer", help="tokenizer folder (with --init-config)")
     ap.add_argument("--data", nargs="+", required=True, help="JSONL files of {question, answer}")
     ap.add_argument("--out", required=True)
-    for f in fields(TrainConfig):
-        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args()
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    rank, _ = distributed()
-    device = torch.device(f"cuda:{rank}" if args.device == "cuda" else args.device)
+    add_train_arguments(ap)
+    args, cfg, device = parse_train_arguments(ap)
     if args.model:
         model, tok = load_pretrained(args.model, device=device)
     else:
@@ -184,7 +194,7 @@ def main():
     examples = [e for path in args.data for e in encode_rows(tok, family, read_jsonl(path), path)]
     os.makedirs(args.out, exist_ok=True)
     model = train_sft(model, tok, examples, cfg, log_path=os.path.join(args.out, "train_log.jsonl"))
-    if rank == 0:
+    if distributed()[0] == 0:
         save_pretrained(model, tok, args.out + "/checkpoint")
         with open(os.path.join(args.out, "train_config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=2)
