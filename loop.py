@@ -43,8 +43,10 @@ DEFAULTS = {
     "sft": {f.name: f.default for f in fields(TrainConfig)},
     "dpo": {**{f.name: f.default for f in fields(TrainConfig)}, "beta": 0.1, "loss_type": "sigmoid",
             "label_smoothing": 0.0, "reference_free": False, "nll_alpha": 0.0, "precompute_ref": False},
+    # questions: "labeled" (the paper) or also "unlabeled"/"both": their gold final answers are enough
+    # to tell correct from incorrect samples, and they have no gold rationale to add.
     "pairs": {"num_samples": 5, "temperature": 0.7, "top_k": 50, "top_p": 1.0, "max_new_tokens": 300,
-              "pairs_per_question": 3, "batch_size": 64},
+              "pairs_per_question": 3, "batch_size": 64, "questions": "labeled"},
     "pseudo": {"num_samples": 3, "temperature": 0.7, "top_k": 50, "top_p": 1.0, "max_new_tokens": 300,
                "batch_size": 64},
     "eval": {"max_new_tokens": 300, "batch_size": 64},
@@ -66,14 +68,12 @@ def load_config(path) -> dict:
 
 
 class Run:
-    def __init__(self, out: Path, config: dict, method: str):
-        self.out, self.config, self.method = out, config, method
-        self.started, self.done_stages, self.total_stages = time.time(), 0, 0
+    def __init__(self, out: Path, config: dict, method: str, plan: list[str]):
+        self.out, self.config, self.method, self.plan = out, config, method, plan
 
     def stage(self, name, work):
         """Run work(folder) unless the stage is DONE; DONE is written last, after all its files."""
         folder = self.out / name
-        self.done_stages += 1
         if (folder / "DONE").is_file():
             return folder
         shutil.rmtree(folder, ignore_errors=True)  # an unfinished attempt: start it again from scratch
@@ -81,20 +81,27 @@ class Run:
         start = time.time()
         torch.manual_seed(self.seed(name))
         work(folder)
-        (folder / "DONE").write_text(f"{time.time() - start:.1f}\n")
+        (folder / "DONE").write_text(f"{time.time() - start:.1f}\n")  # its duration, for the estimates
         report.write_metrics(self.out)  # metrics.json: every finished stage's accuracies so far
-        elapsed = time.time() - self.started
-        left = elapsed / self.done_stages * (self.total_stages - self.done_stages)
-        print(f"[{self.done_stages}/{self.total_stages}] {name} done in {time.time() - start:.0f}s "
-              f"(elapsed {elapsed / 60:.1f} min, about {left / 60:.1f} min left)", flush=True)
+        done = self.plan.index(name) + 1
+        print(f"[{done}/{len(self.plan)}] {name} done in {time.time() - start:.0f}s; "
+              f"about {self.minutes_left(self.plan[done:]):.0f} min left", flush=True)
         return folder
+
+    def minutes_left(self, remaining: list[str]) -> float:
+        """Each remaining stage is guessed to take as long as the last finished stage of its kind."""
+        kind = lambda name: "sft" if name == "control" else name.split("-")[0]  # noqa: E731
+        took = {kind(n): float((self.out / n / "DONE").read_text()) for n in self.plan if (self.out / n / "DONE").is_file()}
+        typical = max(took.values())
+        return sum(took.get(kind(n), typical) for n in remaining) / 60
 
     def seed(self, name) -> int:
         return self.config["seed"] * 1_000_003 + zlib.crc32(name.encode()) % 1_000_003
 
-    def load(self, stage):
-        c = self.config
-        return load_pretrained(self.out / stage / "checkpoint", device=c["device"], dtype=getattr(torch, c["dtype"]))
+    def load(self, stage, training=False):
+        """A checkpoint of the run. Training keeps fp32 weights (bf16 autocast on CUDA); sampling uses `dtype`."""
+        dtype = torch.float32 if training else getattr(torch, self.config["dtype"])
+        return load_pretrained(self.out / stage / "checkpoint", device=self.config["device"], dtype=dtype)
 
     @property
     def family(self) -> str:
@@ -147,7 +154,7 @@ def evaluate(run, model, tok, folder):
 
 
 def sft_stage(run, rows, folder, steps=None):
-    model, tok = run.load("base")
+    model, tok = run.load("base", training=True)
     family = "t5" if model.config.is_encoder_decoder else "llama"
     cfg = TrainConfig(**{**run.config["sft"], "seed": run.seed(folder.name), **({"steps": steps} if steps else {})})
     model = train_sft(model, tok, encode_rows(tok, family, rows, folder.name), cfg, folder / "train_log.jsonl")
@@ -156,17 +163,24 @@ def sft_stage(run, rows, folder, steps=None):
     evaluate(run, model, tok, folder)
 
 
+def pair_questions(run) -> list[dict]:
+    which = run.config["pairs"]["questions"]
+    if which not in ("labeled", "unlabeled", "both"):
+        raise ValueError(f"pairs.questions must be labeled, unlabeled or both, not {which!r}")
+    splits = ["labeled", "unlabeled"] if which == "both" else [which]
+    return [row for split in splits for row in read_jsonl(run.out / "data" / f"{split}.jsonl")]
+
+
 def sample_stage(run, source, questions, settings, folder):
     model, tok = run.load(source)
-    s = {k: v for k, v in settings.items() if k != "pairs_per_question"}
+    s = {k: v for k, v in settings.items() if k not in ("pairs_per_question", "questions")}
     write_jsonl(folder / "samples.jsonl", evaluate_rows(model, tok, questions, seed=run.seed(folder.name), **s))
 
 
 def pairs_stage(run, k, folder):
     _, tok = run.load(f"sft-{k - 1}")
     samples = [s for i in range(1, k + 1) for s in read_jsonl(run.out / f"samples-{i}" / "samples.jsonl")]
-    labeled = read_jsonl(run.out / "data" / "labeled.jsonl")
-    pairs = build_pairs(samples, labeled, tokenize=tok.encode, family=run.family,
+    pairs = build_pairs(samples, pair_questions(run), tokenize=tok.encode, family=run.family,
                         pairs_per_question=run.config["pairs"]["pairs_per_question"])
     if not pairs:
         raise ValueError(f"{folder}: no preference pairs (every question was all-correct or had no sample)")
@@ -174,7 +188,7 @@ def pairs_stage(run, k, folder):
 
 
 def dpo_stage(run, k, folder):
-    model, tok = run.load(f"sft-{k - 1}")
+    model, tok = run.load(f"sft-{k - 1}", training=True)
     c = run.config["dpo"]
     cfg = TrainConfig(**{key: c[key] for key in DEFAULTS["sft"]} | {"seed": run.seed(folder.name)})
     args = argparse.Namespace(**{key: c[key] for key in c if key not in DEFAULTS["sft"]})
@@ -213,16 +227,18 @@ def main():
         raise ValueError(f"{out} holds a run with another config or method; use a new --out")
     saved.write_text(json.dumps(resolved, indent=2) + "\n")
 
-    run = Run(out, config, args.method)
     K = config["iterations"]
-    run.total_stages = 3 + K * (5 if args.method == "dpo-st" else 2) + 1  # data, base, sft-0, ..., control
+    each = ["samples", "pairs", "dpo", "pseudo", "sft"] if args.method == "dpo-st" else ["pseudo", "sft"]
+    plan = ["data", "base", "sft-0"] + [f"{s}-{k}" for k in range(1, K + 1) for s in each] + ["control"]
+    run = Run(out, config, args.method, plan)
     run.stage("data", lambda f: prepare_data(run, f))
     run.stage("base", lambda f: prepare_base(run, f))
     labeled = read_jsonl(out / "data" / "labeled.jsonl")
     run.stage("sft-0", lambda f: sft_stage(run, labeled, f))
     for k in range(1, K + 1):
         if args.method == "dpo-st":
-            run.stage(f"samples-{k}", lambda f: sample_stage(run, f"sft-{k - 1}", labeled, config["pairs"], f))
+            run.stage(f"samples-{k}", lambda f: sample_stage(run, f"sft-{k - 1}", pair_questions(run),
+                                                             config["pairs"], f))
             run.stage(f"pairs-{k}", lambda f: pairs_stage(run, k, f))
             run.stage(f"dpo-{k}", lambda f: dpo_stage(run, k, f))
         run.stage(f"pseudo-{k}", lambda f: pseudo_stage(run, k, f))

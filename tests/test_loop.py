@@ -14,7 +14,7 @@ T5_INIT = {"model_type": "t5", "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers
            "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False, "dropout_rate": 0.0}
 
 
-def config_file(tmp_path, family="llama", **overrides):
+def config_file(tmp_path, family="llama", **overrides):  # overrides replace whole sections
     config = json.loads(json.dumps(SMOKE))
     if family == "t5":
         config["model"]["init"] = T5_INIT
@@ -88,3 +88,16 @@ def test_unknown_config_key_is_one_clear_error(tmp_path):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"loop.py: error: {path}: unknown key 'sft.learning_rate'")
+
+
+def test_pairs_can_come_from_the_unlabeled_questions_too(tmp_path):
+    config = config_file(tmp_path, pairs={**SMOKE["pairs"], "questions": "both"})
+    out = tmp_path / "run"
+    finish(loop(config, out))
+    sampled = {json.loads(line)["id"].rsplit("-", 1)[0] for line in (out / "samples-1" / "samples.jsonl").open()}
+    assert sampled == {"synthetic-train", "synthetic-unlabeled"}
+    # The smoke model never answers correctly, and an unlabeled question has no gold rationale to be
+    # the positive: so every pair comes from a labeled question, with its gold rationale as chosen.
+    pairs = [json.loads(line) for line in (out / "pairs-1" / "pairs.jsonl").open()]
+    labeled = {r["question"]: r for r in map(json.loads, (out / "data" / "labeled.jsonl").open())}
+    assert pairs and all(p["prompt"] in labeled and p["chosen"] == labeled[p["prompt"]]["answer"] for p in pairs)
