@@ -30,7 +30,7 @@ import torch
 from data import build_pairs, build_pseudo_labels, load_dataset, make_synthetic, read_jsonl, report, write_jsonl
 from data import format_answer, format_prompt
 from dpo import read_pairs, train_dpo
-from model import init_from_config, load_pretrained, save_pretrained
+from model import init_from_config, load_pretrained, load_tokenizer, save_pretrained
 from model.tokenizer import train_sentencepiece
 from sample import evaluate_rows
 from train_sft import TrainConfig, encode_rows, total_steps, train_sft
@@ -108,6 +108,10 @@ class Run:
         config = json.loads((self.out / "base" / "checkpoint" / "config.json").read_text())
         return "t5" if config["model_type"] == "t5" else "llama"
 
+    def tokenizer(self):
+        """The run's tokenizer (every checkpoint of the run carries the base model's)."""
+        return load_tokenizer(self.out / "base" / "checkpoint", self.family)
+
 
 def prepare_data(run, folder):
     c = run.config["data"]
@@ -178,7 +182,7 @@ def sample_stage(run, source, questions, settings, folder):
 
 
 def pairs_stage(run, k, folder):
-    _, tok = run.load(f"sft-{k - 1}")
+    tok = run.tokenizer()
     samples = [s for i in range(1, k + 1) for s in read_jsonl(run.out / f"samples-{i}" / "samples.jsonl")]
     pairs = build_pairs(samples, pair_questions(run), tokenize=tok.encode, family=run.family,
                         pairs_per_question=run.config["pairs"]["pairs_per_question"])
@@ -202,7 +206,7 @@ def pseudo_stage(run, k, folder):
     source = f"dpo-{k}" if run.method == "dpo-st" else f"sft-{k - 1}"
     unlabeled = read_jsonl(run.out / "data" / "unlabeled.jsonl")
     sample_stage(run, source, unlabeled, run.config["pseudo"], folder)
-    _, tok = run.load(source)
+    tok = run.tokenizer()
     previous = read_jsonl(run.out / f"pseudo-{k - 1}" / "pseudo.jsonl") if k > 1 else None
     pseudo = build_pseudo_labels(read_jsonl(folder / "samples.jsonl"), unlabeled, tokenize=tok.encode,
                                  previous=previous, family=run.family)

@@ -3,7 +3,7 @@
 GSM8K marks every arithmetic step of a rationale, e.g. "48/2 = <<48/2=24>>24".
 While sampling, the model writes the expression and "=", and the calculator
 writes the result (paper: "we also use an external calculator", generate.py's
-tool_fn). The paper's code runs Python's eval() on whatever the model wrote;
+tool_fn). The paper's code hands whatever the model wrote to Python's `eval`;
 here we parse with `ast` and compute only plain arithmetic on numbers, within
 bounds that keep hostile input ("9**9**9", "__import__('os')") harmless and fast.
 
