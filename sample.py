@@ -208,10 +208,21 @@ def main():
         ap.error("--num-samples > 1 needs --temperature > 0 (greedy decoding repeats itself)")
 
     from model import load_pretrained
-    model, tok = load_pretrained(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    from train_sft import distributed
+    rank, world = distributed()  # under torchrun: each process samples every world-th question
+    device = f"cuda:{rank}" if args.device == "cuda" else args.device
+    model, tok = load_pretrained(args.model, device=device, dtype=getattr(torch, args.dtype))
     rows = load_dataset(args.data)[: args.limit]
-    records = evaluate_rows(model, tok, rows, args.num_samples, args.temperature, args.top_k, args.top_p,
-                            args.max_new_tokens, args.batch_size, args.calculator, args.seed)
+    records = evaluate_rows(model, tok, rows[rank::world], args.num_samples, args.temperature, args.top_k,
+                            args.top_p, args.max_new_tokens, args.batch_size, args.calculator,
+                            args.seed + 1_000_003 * rank)
+    if world > 1:  # gather every process's records, back in the questions' order
+        shards = [None] * world
+        torch.distributed.all_gather_object(shards, records)
+        order = {row["id"]: i for i, row in enumerate(rows)}
+        records = sorted((r for shard in shards for r in shard), key=lambda r: (order[r["id"]], r["sample"]))
+        if rank != 0:
+            return
     write_jsonl(args.out, records)
     summary = summarize(records, args.num_samples)
     summary_path = args.out.removesuffix(".jsonl") + ".summary.json"

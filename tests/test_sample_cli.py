@@ -1,5 +1,6 @@
 """sample.py's command line: one JSON line per sample, a summary, clear errors."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,9 +29,9 @@ def checkpoint(tmp_path_factory):
     return folder / "ckpt", data
 
 
-def run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "sample.py"), *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT)
+def run(*args, launcher=(sys.executable,)):
+    return subprocess.run([*launcher, str(ROOT / "sample.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def test_cli_writes_one_record_per_sample_and_a_summary(checkpoint, tmp_path):
@@ -57,3 +58,15 @@ def test_cli_bad_dataset_is_one_clear_line(checkpoint, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "gsm9k-test" in lines[0] and lines[0].startswith("sample.py: error:")
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_two_processes_shard_the_questions_and_gather_the_same_records(checkpoint, tmp_path):
+    model, data = checkpoint
+    common = ["--model", model, "--data", data, "--max-new-tokens", 12, "--batch-size", 2]
+    one = run(*common, "--out", tmp_path / "one.jsonl")
+    two = run(*common, "--out", tmp_path / "two.jsonl",
+              launcher=(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_port", "29518"))
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    assert (tmp_path / "one.jsonl").read_text() == (tmp_path / "two.jsonl").read_text()  # greedy: identical
+    assert len((tmp_path / "two.jsonl").read_text().splitlines()) == len(QUESTIONS)
