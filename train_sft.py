@@ -96,6 +96,8 @@ def train_loop(model, examples, cfg, loss_fn, desc, log_path=None, dropout=True)
     size of the whole global batch (in tokens or pairs): summed over micro-batches and processes they
     give the global batch's mean, so accumulation and DDP give the same update as one big batch."""
     rank, world = distributed()
+    if cfg.batch_size % world:  # else processes would run different numbers of micro-batches and hang
+        raise ValueError(f"{desc}: batch_size {cfg.batch_size} is not a multiple of the {world} processes")
     core = model
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
@@ -115,17 +117,17 @@ def train_loop(model, examples, cfg, loss_fn, desc, log_path=None, dropout=True)
             (loss * world).backward()  # DDP averages gradients over processes; we want their sum
             for key, value in m.items():
                 metrics[key] = metrics.get(key, 0.0) + value
-        if not all(math.isfinite(v) for v in metrics.values()):
-            raise FloatingPointError(f"{desc}: non-finite loss at step {step}: {metrics}")
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, steps, cfg)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(core.parameters(), cfg.max_grad_norm))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
         if world > 1:  # each process holds its share of the global mean: add them up
             values = torch.tensor([metrics[k] for k in sorted(metrics)], dtype=torch.float64)
             dist.all_reduce(values)
             metrics = dict(zip(sorted(metrics), values.tolist()))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(core.parameters(), cfg.max_grad_norm))
+        if not all(math.isfinite(v) for v in [*metrics.values(), grad_norm]):  # same verdict on every process
+            raise FloatingPointError(f"{desc}: non-finite loss or gradient at step {step}: {metrics}")
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, steps, cfg)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         metrics |= {"step": step + 1, "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm}
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         if log:

@@ -102,7 +102,7 @@ def test_nan_loss_stops_with_a_message():
     policy = init_from_config(LLAMA, seed=0)
     with torch.no_grad():
         policy.model.norm.weight.fill_(float("nan"))
-    with pytest.raises(FloatingPointError, match="non-finite loss at step 0"):
+    with pytest.raises(FloatingPointError, match="non-finite loss or gradient at step 0"):
         train_dpo(policy, Tok(), make_pairs(), TrainConfig(steps=2, batch_size=8), dpo_args())
 
 
