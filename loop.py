@@ -116,9 +116,10 @@ class Run:
 def prepare_data(run, folder):
     c = run.config["data"]
     if c["source"] == "synthetic":
-        splits = make_synthetic(run.config["seed"], c["n_labeled"], c["n_unlabeled"], c["n_dev"], c["n_test"], c["n_ood"])
+        splits = make_synthetic(run.config["seed"], c["n_labeled"], c["n_unlabeled"], c["n_dev"], c["n_test"],
+                                c["n_ood"], c["n_ood"])
         splits = {"labeled": splits["train"], "unlabeled": splits["unlabeled"], "dev": splits["dev"],
-                  "test": splits["test"], "ood-synthetic": splits["ood"]}
+                  "test": splits["test"], "ood-long": splits["ood"], "ood-distractors": splits["ood_distractors"]}
     else:  # the paper's setting: GSM8K train is labeled; its questions (with final answers) are the unlabeled pool
         train = load_dataset("gsm8k-train")
         splits = {"labeled": train, "unlabeled": [{**row, "answer": None} for row in train],
@@ -218,11 +219,14 @@ def main():
     ap.add_argument("--config", default="configs/tiny-llama.json")
     ap.add_argument("--method", choices=["dpo-st", "st"], default="dpo-st")
     ap.add_argument("--iterations", type=int, default=None, help="overrides the config's")
+    ap.add_argument("--seed", type=int, default=None, help="overrides the config's (data, init, sampling)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     config = load_config(args.config)
     if args.iterations is not None:
         config["iterations"] = args.iterations
+    if args.seed is not None:
+        config["seed"] = args.seed
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"

@@ -45,17 +45,16 @@ def pick_next(logits, temperature, top_k, top_p, generator):
     if temperature == 0:
         return logits.argmax(-1)
     logits = logits.float() / temperature
-    if top_k > 0:
-        kth_best = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth_best, float("-inf"))
+    # Candidates, most likely first: the top k (cheap: only k of them are sorted), or the whole vocabulary.
+    k = min(top_k, logits.shape[-1]) if top_k > 0 else logits.shape[-1]
+    candidate_logits, candidates = logits.topk(k, dim=-1)
     if top_p < 1.0:
         # Keep the smallest set of most likely tokens whose probability reaches top_p.
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
+        probs = candidate_logits.softmax(-1)
         mass_before = probs.cumsum(-1) - probs
-        sorted_logits = sorted_logits.masked_fill(mass_before >= top_p, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+        candidate_logits = candidate_logits.masked_fill(mass_before >= top_p, float("-inf"))
+    choice = torch.multinomial(candidate_logits.softmax(-1), 1, generator=generator)
+    return candidates.gather(-1, choice).squeeze(-1)
 
 
 @functools.cache

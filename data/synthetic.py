@@ -11,7 +11,10 @@ Every intermediate result is a whole number (divisions are built from a
 product). Difficulty comes from:
   - the number of steps: 24 templates with 1 to 4 steps; every extra step is one more chance to slip;
   - DISTRACTOR_PROB: a sentence with a number that the answer does not use;
-  - the held-out split "ood": 4 templates with 5 or 6 steps that no other split ever uses.
+  - two out-of-distribution splits, as the paper tests on SVAMP, ASDiv and MultiArith:
+      "ood": 4 held-out templates with 5 or 6 steps that no other split ever uses (hard for a tiny model);
+      "ood_distractors": the 1- and 2-step templates with two distractor sentences from a held-out
+      list, SVAMP's kind of variation (Patel et al. 2021): familiar problems, unfamiliar clutter.
 
     python -m data.synthetic --out data/synthetic --seed 0
 """
@@ -23,8 +26,8 @@ from typing import NamedTuple
 
 from data.jsonl import write_jsonl
 
-SPLITS = ("train", "unlabeled", "dev", "test", "ood")
-DEFAULT_SIZES = {"train": 2000, "unlabeled": 4000, "dev": 300, "test": 500, "ood": 300}
+SPLITS = ("train", "unlabeled", "dev", "test", "ood", "ood_distractors")
+DEFAULT_SIZES = {"train": 2000, "unlabeled": 4000, "dev": 300, "test": 500, "ood": 300, "ood_distractors": 300}
 DISTRACTOR_PROB = 0.3
 
 
@@ -58,6 +61,12 @@ DISTRACTORS = [
     "The park has {n} benches.",
     "The street has {n} houses.",
     "The library is open for {n} hours on Sunday.",
+]
+HELD_OUT_DISTRACTORS = [  # only in "ood_distractors"
+    "The school has {n} windows.",
+    "The train leaves at {n} past noon.",
+    "There are {n} ducks on the pond.",
+    "The tree in the yard is {n} feet tall.",
 ]
 
 
@@ -483,25 +492,27 @@ TEMPLATES = [
     two_kinds_shopping, pages_left, wages_left, stamps_of_three, zoo_trip, weeks_to_buy,  # 3 steps
     class_supplies, fruit_stand, bakery_boxes, party_packs,  # 4 steps
 ]
+SHORT_TEMPLATES = TEMPLATES[:10]  # 1 and 2 steps: the problems of "ood_distractors"
 OOD_TEMPLATES = [school_trip, egg_farm, lemonade_stand, book_fair]  # 5-6 steps, never in other splits
 
 
 # --- assembling the splits ---------------------------------------------------------
 
-def make_problem(rng, template, distractor_prob=DISTRACTOR_PROB):
+def make_problem(rng, template, distractor_prob=DISTRACTOR_PROB, distractors=DISTRACTORS, n_distractors=1):
     """(question, rationale, answer, steps) from one template."""
     facts, ask, lines, answer = template(rng)
     if rng.random() < distractor_prob:
-        # First or last, never in between: "Emma has 59 balloons. The park has 26
-        # benches. She gives 50 of them away." would make "them" the benches.
-        distractor = rng.choice(DISTRACTORS).format(n=rng.randint(2, 60))
-        facts.insert(rng.choice([0, len(facts)]), distractor)
+        for sentence in rng.sample(distractors, n_distractors):
+            # First or last, never in between: "Emma has 59 balloons. The park has 26
+            # benches. She gives 50 of them away." would make "them" the benches.
+            facts.insert(rng.choice([0, len(facts)]), sentence.format(n=rng.randint(2, 60)))
     question = " ".join(facts + [ask])
     rationale = "\n".join(lines + [f"#### {answer}"])
     return question, rationale, answer, len(lines)
 
 
-def make_synthetic(seed, n_labeled, n_unlabeled, n_dev, n_test, n_ood, distractor_prob=DISTRACTOR_PROB):
+def make_synthetic(seed, n_labeled, n_unlabeled, n_dev, n_test, n_ood, n_ood_distractors=0,
+                   distractor_prob=DISTRACTOR_PROB):
     """All splits as {split: [example, ...]}, the same for the same arguments.
 
     Examples have the usual keys (id, question, answer, gold) plus "template"
@@ -511,6 +522,7 @@ def make_synthetic(seed, n_labeled, n_unlabeled, n_dev, n_test, n_ood, distracto
     # Evaluation splits are drawn first, each from its own random stream, so
     # asking for more training data never changes dev, test or ood.
     plan = [("test", n_test, TEMPLATES), ("dev", n_dev, TEMPLATES), ("ood", n_ood, OOD_TEMPLATES),
+            ("ood_distractors", n_ood_distractors, SHORT_TEMPLATES),
             ("train", n_labeled, TEMPLATES), ("unlabeled", n_unlabeled, TEMPLATES)]
     seen_questions = set()
     splits = {}
@@ -523,7 +535,10 @@ def make_synthetic(seed, n_labeled, n_unlabeled, n_dev, n_test, n_ood, distracto
             if attempts > 100 * size:
                 raise RuntimeError(f"could not draw {size} distinct {split} questions; ask for fewer")
             template = rng.choice(templates)
-            question, rationale, answer, steps = make_problem(rng, template, distractor_prob)
+            if split == "ood_distractors":
+                question, rationale, answer, steps = make_problem(rng, template, 1.0, HELD_OUT_DISTRACTORS, 2)
+            else:
+                question, rationale, answer, steps = make_problem(rng, template, distractor_prob)
             if question in seen_questions:
                 continue
             seen_questions.add(question)
@@ -544,10 +559,11 @@ def main():
     parser.add_argument("--out", required=True, help="folder for train.jsonl, unlabeled.jsonl, ...")
     parser.add_argument("--seed", type=int, default=0)
     for split in SPLITS:
-        parser.add_argument(f"--n-{split}", type=int, default=DEFAULT_SIZES[split])
+        parser.add_argument(f"--n-{split.replace('_', '-')}", type=int, default=DEFAULT_SIZES[split])
     args = parser.parse_args()
     sizes = {split: getattr(args, f"n_{split}") for split in SPLITS}
-    splits = make_synthetic(args.seed, sizes["train"], sizes["unlabeled"], sizes["dev"], sizes["test"], sizes["ood"])
+    splits = make_synthetic(args.seed, sizes["train"], sizes["unlabeled"], sizes["dev"], sizes["test"], sizes["ood"],
+                            sizes["ood_distractors"])
     for split, rows in splits.items():
         path = os.path.join(args.out, f"{split}.jsonl")
         write_jsonl(path, rows)

