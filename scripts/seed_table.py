@@ -1,0 +1,76 @@
+"""Per-seed and mean tables over finished loop runs (the README's results come from this).
+
+    python scripts/seed_table.py runs/tiny-llama-dpo-st-seed0 runs/tiny-llama-dpo-st-seed1 ... [--split test]
+
+For each split: one row per run (method, seed) with SFT, each iteration and the step-matched
+control, then the mean and standard deviation over seeds per method, and, where both methods ran
+with the same seeds, DPO-ST minus ST per seed (its spread is the point: seeds differ a lot here).
+"""
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data.report import collect  # noqa: E402
+
+NAMES = {"dpo-st": "DPO-ST", "st": "ST"}
+
+
+def load_runs(folders):
+    runs = []
+    for folder in map(Path, folders):
+        config = json.loads((folder / "config.json").read_text())
+        metrics = collect(folder)
+        if "control" not in metrics:
+            raise SystemExit(f"seed_table.py: error: {folder} is not finished (no control stage)")
+        runs.append({"method": config["method"], "seed": config["seed"], "K": config["iterations"],
+                     "metrics": metrics})
+    return runs
+
+
+def columns(run):
+    return ["sft-0"] + [f"sft-{k}" for k in range(1, run["K"] + 1)] + ["control"]
+
+
+def mean_sd(values):
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.1f} ± {sd:.1f}"
+
+
+def table(runs, split):
+    K = max(run["K"] for run in runs)
+    header = ["run", "SFT"] + [f"iter {k}" for k in range(1, K + 1)] + ["control (step-matched)"]
+    lines = [f"### {split}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for run in runs:
+        cells = [f"{run['metrics'][stage][split]:.1f}" for stage in columns(run)]
+        lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | " + " | ".join(cells) + " |")
+    for method in NAMES:
+        group = [run for run in runs if run["method"] == method and run["K"] == K]
+        if group:
+            cells = [mean_sd([run["metrics"][stage][split] for run in group]) for stage in columns(group[0])]
+            lines.append(f"| **{NAMES[method]} mean ± sd ({len(group)} seeds)** | " + " | ".join(cells) + " |")
+    by_seed = {(run["method"], run["seed"]): run["metrics"] for run in runs}
+    seeds = sorted(seed for method, seed in by_seed if method == "dpo-st" and ("st", seed) in by_seed)
+    if seeds:
+        diffs = [by_seed["dpo-st", s][f"sft-{K}"][split] - by_seed["st", s][f"sft-{K}"][split] for s in seeds]
+        lines += ["", f"DPO-ST minus ST after iteration {K}, per seed {seeds}: "
+                  + ", ".join(f"{d:+.1f}" for d in diffs) + f" (mean {statistics.mean(diffs):+.1f})"]
+    return "\n".join(lines + [""])
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Per-seed and mean accuracy tables over finished runs.")
+    ap.add_argument("runs", nargs="+", help="run folders written by loop.py")
+    ap.add_argument("--split", action="append", help="only these splits (default: all)")
+    args = ap.parse_args()
+    runs = sorted(load_runs(args.runs), key=lambda run: (run["method"] != "dpo-st", run["seed"]))
+    splits = args.split or ["test"] + sorted(s for s in runs[0]["metrics"]["sft-0"] if s != "test")
+    print("Greedy accuracy (%), calculator on.\n")
+    for split in splits:
+        print(table(runs, split))
+
+
+if __name__ == "__main__":
+    main()
