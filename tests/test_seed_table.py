@@ -1,0 +1,37 @@
+"""scripts/seed_table.py: the README's tables must average the right numbers."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake_run(folder: Path, method, seed, accuracies):
+    """A finished 1-iteration run: {stage: test accuracy} written as the loop writes them."""
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"method": method, "seed": seed, "iterations": 1}))
+    for stage, accuracy in accuracies.items():
+        (folder / stage).mkdir()
+        (folder / stage / "eval.json").write_text(json.dumps({"test": accuracy, "dev": 0.0}))
+        (folder / stage / "DONE").write_text("1.0\n")
+
+
+def test_seed_table_means_and_differences(tmp_path):
+    fake_run(tmp_path / "a", "dpo-st", 0, {"sft-0": 10.0, "sft-1": 20.0, "control": 12.0})
+    fake_run(tmp_path / "b", "dpo-st", 1, {"sft-0": 14.0, "sft-1": 16.0, "control": 12.0})
+    fake_run(tmp_path / "c", "st", 0, {"sft-0": 10.0, "sft-1": 15.0, "control": 11.0})
+    out = subprocess.run([sys.executable, "scripts/seed_table.py", str(tmp_path / "a"), str(tmp_path / "b"),
+                          str(tmp_path / "c"), "--split", "test"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert "| DPO-ST seed 1 | 14.0 | 16.0 | 12.0 |" in out
+    # mean and sample standard deviation of (10, 14), (20, 16), (12, 12)
+    assert "| **DPO-ST mean ± sd (2 seeds)** | 12.0 ± 2.8 | 18.0 ± 2.8 | 12.0 ± 0.0 |" in out
+    assert "per seed [0]: +5.0 (mean +5.0)" in out  # only seed 0 ran both methods
+
+
+def test_seed_table_refuses_an_unfinished_run(tmp_path):
+    fake_run(tmp_path / "a", "dpo-st", 0, {"sft-0": 10.0, "sft-1": 20.0})
+    result = subprocess.run([sys.executable, "scripts/seed_table.py", str(tmp_path / "a")], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "not finished" in result.stderr
