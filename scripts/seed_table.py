@@ -50,7 +50,8 @@ def table(runs, split):
         group = [run for run in runs if run["method"] == method and run["K"] == K]
         if group:
             cells = [mean_sd([run["metrics"][stage][split] for run in group]) for stage in columns(group[0])]
-            lines.append(f"| **{NAMES[method]} mean ± sd ({len(group)} seeds)** | " + " | ".join(cells) + " |")
+            seeds = f"{len(group)} seed" + ("s" if len(group) > 1 else "")
+            lines.append(f"| **{NAMES[method]} mean ± sd ({seeds})** | " + " | ".join(cells) + " |")
     by_seed = {(run["method"], run["seed"]): run["metrics"] for run in runs}
     seeds = sorted(seed for method, seed in by_seed if method == "dpo-st" and ("st", seed) in by_seed)
     if seeds:
