@@ -521,12 +521,14 @@ def make_synthetic(seed, n_labeled, n_unlabeled, n_dev, n_test, n_ood, n_ood_dis
     """
     # Evaluation splits are drawn first, each from its own random stream, so
     # asking for more training data never changes dev, test or ood.
-    plan = [("test", n_test, TEMPLATES), ("dev", n_dev, TEMPLATES), ("ood", n_ood, OOD_TEMPLATES),
-            ("ood_distractors", n_ood_distractors, SHORT_TEMPLATES),
-            ("train", n_labeled, TEMPLATES), ("unlabeled", n_unlabeled, TEMPLATES)]
+    usual = (distractor_prob, DISTRACTORS, 1)  # (probability, sentences, how many) of distractors
+    plan = [("test", n_test, TEMPLATES, usual), ("dev", n_dev, TEMPLATES, usual),
+            ("ood", n_ood, OOD_TEMPLATES, usual),
+            ("ood_distractors", n_ood_distractors, SHORT_TEMPLATES, (1.0, HELD_OUT_DISTRACTORS, 2)),
+            ("train", n_labeled, TEMPLATES, usual), ("unlabeled", n_unlabeled, TEMPLATES, usual)]
     seen_questions = set()
     splits = {}
-    for split, size, templates in plan:
+    for split, size, templates, distractors in plan:
         rng = random.Random(f"dpo-st synthetic {seed} {split}")
         rows = []
         attempts = 0
@@ -535,10 +537,7 @@ def make_synthetic(seed, n_labeled, n_unlabeled, n_dev, n_test, n_ood, n_ood_dis
             if attempts > 100 * size:
                 raise RuntimeError(f"could not draw {size} distinct {split} questions; ask for fewer")
             template = rng.choice(templates)
-            if split == "ood_distractors":
-                question, rationale, answer, steps = make_problem(rng, template, 1.0, HELD_OUT_DISTRACTORS, 2)
-            else:
-                question, rationale, answer, steps = make_problem(rng, template, distractor_prob)
+            question, rationale, answer, steps = make_problem(rng, template, *distractors)
             if question in seen_questions:
                 continue
             seen_questions.add(question)
