@@ -45,6 +45,8 @@ def pick_next(logits, temperature, top_k, top_p, generator):
     if temperature == 0:
         return logits.argmax(-1)
     logits = logits.float() / temperature
+    if top_k == 0 and top_p == 1.0:  # the whole vocabulary: nothing to sort
+        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
     # Candidates, most likely first: the top k (cheap: only k of them are sorted), or the whole vocabulary.
     k = min(top_k, logits.shape[-1]) if top_k > 0 else logits.shape[-1]
     candidate_logits, candidates = logits.topk(k, dim=-1)
