@@ -5,6 +5,9 @@
 For each split: one row per run (method, seed) with SFT, each iteration and the step-matched
 control, then the mean and standard deviation over seeds per method, and, where both methods ran
 with the same seeds, DPO-ST minus ST per seed (its spread is the point: seeds differ a lot here).
+Then, per iteration, the mechanism the paper's Fig. 6 shows: the pass@1 of the samples taken for
+pseudo-labels on the unlabeled questions (DPO-ST samples from its DPO model, ST from its SFT model)
+and the size of the pooled pseudo-label set that came out of them.
 """
 import argparse
 import json
@@ -13,6 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data import read_jsonl  # noqa: E402
 from data.report import collect  # noqa: E402
 
 NAMES = {"dpo-st": "DPO-ST", "st": "ST"}
@@ -26,7 +30,7 @@ def load_runs(folders):
         if "control" not in metrics:
             raise SystemExit(f"seed_table.py: error: {folder} is not finished (no control stage)")
         runs.append({"method": config["method"], "seed": config["seed"], "K": config["iterations"],
-                     "metrics": metrics})
+                     "metrics": metrics, "folder": folder})
     return runs
 
 
@@ -61,6 +65,21 @@ def table(runs, split):
     return "\n".join(lines + [""])
 
 
+def pseudo_label_table(runs):
+    K = max(run["K"] for run in runs)
+    header = ["run"] + [f"iter {k}" for k in range(1, K + 1)]
+    lines = ["### pseudo-labels: pass@1 on the unlabeled questions (%) / pooled pseudo-labels", "",
+             "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for run in runs:
+        cells = []
+        for k in range(1, run["K"] + 1):
+            samples = read_jsonl(run["folder"] / f"pseudo-{k}" / "samples.jsonl")
+            pool = read_jsonl(run["folder"] / f"pseudo-{k}" / "pseudo.jsonl")
+            cells.append(f"{100 * sum(s['correct'] for s in samples) / len(samples):.1f} / {len(pool)}")
+        lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
+
+
 def main():
     ap = argparse.ArgumentParser(description="Per-seed and mean accuracy tables over finished runs.")
     ap.add_argument("runs", nargs="+", help="run folders written by loop.py")
@@ -71,6 +90,7 @@ def main():
     print("Greedy accuracy (%), calculator on.\n")
     for split in splits:
         print(table(runs, split))
+    print(pseudo_label_table(runs))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@ def fake_run(folder: Path, method, seed, accuracies):
         (folder / stage).mkdir()
         (folder / stage / "eval.json").write_text(json.dumps({"test": accuracy, "dev": 0.0}))
         (folder / stage / "DONE").write_text("1.0\n")
+    (folder / "pseudo-1").mkdir()
+    samples = [{"id": f"q{i}", "correct": i < 3} for i in range(8)]  # 3 of 8 right: pass@1 37.5%
+    (folder / "pseudo-1" / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    (folder / "pseudo-1" / "pseudo.jsonl").write_text('{"id": "q0"}\n{"id": "q1"}\n')  # a pool of 2
 
 
 def test_seed_table_means_and_differences(tmp_path):
@@ -28,6 +32,7 @@ def test_seed_table_means_and_differences(tmp_path):
     # mean and sample standard deviation of (10, 14), (20, 16), (12, 12)
     assert "| **DPO-ST mean ± sd (2 seeds)** | 12.0 ± 2.8 | 18.0 ± 2.8 | 12.0 ± 0.0 |" in out
     assert "per seed [0]: +5.0 (mean +5.0)" in out  # only seed 0 ran both methods
+    assert "| ST seed 0 | 37.5 / 2 |" in out  # pass@1 of the pseudo-label samples / pooled labels
 
 
 def test_seed_table_refuses_an_unfinished_run(tmp_path):
