@@ -105,11 +105,12 @@ def train_loop(model, examples, cfg, loss_fn, desc, log_path=None, dropout=True)
     optimizer = make_optimizer(core, cfg)
     steps = total_steps(len(examples), cfg)
     log = open(log_path, "w") if log_path and rank == 0 else None
+    n_tokens = [sum(len(ids) for ids in example[:3]) for example in examples]  # (prompt, answer[s], ...)
     bar = tqdm(global_batches(len(examples), cfg, steps), total=steps, desc=desc, disable=rank != 0)
     for step, batch in enumerate(bar):
         mine = batch[rank::world]  # this process's share of the global batch
         # Micro-batches of similar lengths pad less; the summed gradient is the same in any order.
-        mine.sort(key=lambda j: sum(len(ids) for ids in examples[j][:3]))  # (prompt, answer[s], ...)
+        mine.sort(key=n_tokens.__getitem__)
         micro = [mine[i:i + cfg.micro_batch_size] for i in range(0, len(mine), cfg.micro_batch_size)]
         metrics = {}
         for i, part in enumerate(micro):
