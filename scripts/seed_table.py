@@ -43,10 +43,14 @@ def mean_sd(values):
     return f"{statistics.mean(values):.1f} ± {sd:.1f}"
 
 
+def heading(title, header):
+    """A markdown section title and the first two lines of its table."""
+    return [f"### {title}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+
+
 def table(runs, split):
     K = max(run["K"] for run in runs)
-    header = ["run", "SFT"] + [f"iter {k}" for k in range(1, K + 1)] + ["control (step-matched)"]
-    lines = [f"### {split}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines = heading(split, ["run", "SFT"] + [f"iter {k}" for k in range(1, K + 1)] + ["control (step-matched)"])
     for run in runs:
         cells = [f"{run['metrics'][stage][split]:.1f}" for stage in columns(run)]
         lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | " + " | ".join(cells) + " |")
@@ -67,9 +71,8 @@ def table(runs, split):
 
 def pseudo_label_table(runs):
     K = max(run["K"] for run in runs)
-    header = ["run"] + [f"iter {k}" for k in range(1, K + 1)]
-    lines = ["### pseudo-labels: pass@1 on the unlabeled questions (%) / pooled pseudo-labels", "",
-             "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines = heading("pseudo-labels: pass@1 on the unlabeled questions (%) / pooled pseudo-labels",
+                    ["run"] + [f"iter {k}" for k in range(1, K + 1)])
     for run in runs:
         cells = []
         for k in range(1, run["K"] + 1):
