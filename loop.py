@@ -185,11 +185,15 @@ def sample_stage(run, source, questions, settings, folder):
 def pairs_stage(run, k, folder):
     tok = run.tokenizer()
     samples = [s for i in range(1, k + 1) for s in read_jsonl(run.out / f"samples-{i}" / "samples.jsonl")]
-    pairs = build_pairs(samples, pair_questions(run), tokenize=tok.encode, family=run.family,
+    questions = pair_questions(run)
+    pairs = build_pairs(samples, questions, tokenize=tok.encode, family=run.family,
                         pairs_per_question=run.config["pairs"]["pairs_per_question"])
     if not pairs:
         raise ValueError(f"{folder}: no preference pairs (every question was all-correct or had no sample)")
     write_jsonl(folder / "pairs.jsonl", pairs)
+    # A model that has memorized its labeled set answers every labeled question right: no negatives,
+    # so few pairs. This line is where that shows (then try pairs.questions "unlabeled").
+    print(f"   {len(pairs)} pairs from {len({p['prompt'] for p in pairs})} of {len(questions)} questions", flush=True)
 
 
 def dpo_stage(run, k, folder):
@@ -209,9 +213,12 @@ def pseudo_stage(run, k, folder):
     sample_stage(run, source, unlabeled, run.config["pseudo"], folder)
     tok = run.tokenizer()
     previous = read_jsonl(run.out / f"pseudo-{k - 1}" / "pseudo.jsonl") if k > 1 else None
-    pseudo = build_pseudo_labels(read_jsonl(folder / "samples.jsonl"), unlabeled, tokenize=tok.encode,
-                                 previous=previous, family=run.family)
+    samples = read_jsonl(folder / "samples.jsonl")
+    pseudo = build_pseudo_labels(samples, unlabeled, tokenize=tok.encode, previous=previous, family=run.family)
     write_jsonl(folder / "pseudo.jsonl", pseudo)
+    # The paper's Fig. 6 mechanism: a better sampler (the DPO model) finds more correct pseudo-labels.
+    print(f"   pass@1 {100 * sum(s['correct'] for s in samples) / len(samples):.1f}% on the unlabeled questions; "
+          f"{len(pseudo)} pseudo-labels pooled", flush=True)
 
 
 def main():

@@ -39,7 +39,7 @@ def finish(process):
 @pytest.mark.parametrize("method", ["dpo-st", "st"])
 def test_smoke_run_writes_every_stage_and_the_report(tmp_path, family, method):
     out = tmp_path / "run"
-    finish(loop(config_file(tmp_path, family), out, method))
+    stdout = finish(loop(config_file(tmp_path, family), out, method))
     stages = ["data", "base", "sft-0", "pseudo-1", "sft-1", "control"]
     stages += ["samples-1", "pairs-1", "dpo-1"] if method == "dpo-st" else []
     assert all((out / s / "DONE").is_file() for s in stages)
@@ -53,6 +53,16 @@ def test_smoke_run_writes_every_stage_and_the_report(tmp_path, family, method):
     assert (out / "accuracy.svg").read_text().startswith("<svg")
     # The control trains for exactly as many optimizer steps as the last self-training SFT.
     assert (out / "control" / "steps").read_text() == (out / "sft-1" / "steps").read_text()
+    # The progress lines count what the files hold.
+    lines = lambda path: path.read_text().splitlines()  # noqa: E731
+    samples = [json.loads(line) for line in lines(out / "pseudo-1" / "samples.jsonl")]
+    pass_at_1 = 100 * sum(s["correct"] for s in samples) / len(samples)
+    n_pseudo = len(lines(out / "pseudo-1" / "pseudo.jsonl"))
+    assert f"pass@1 {pass_at_1:.1f}% on the unlabeled questions; {n_pseudo} pseudo-labels pooled" in stdout
+    if method == "dpo-st":
+        pairs = [json.loads(line) for line in lines(out / "pairs-1" / "pairs.jsonl")]
+        n_labeled = len(lines(out / "data" / "labeled.jsonl"))
+        assert f"   {len(pairs)} pairs from {len({p['prompt'] for p in pairs})} of {n_labeled} questions" in stdout
 
 
 def kill_when(process, ready, timeout=120):
