@@ -153,7 +153,7 @@ def evaluate(run, model, tok, folder):
         records = evaluate_rows(model, tok, read_jsonl(path), num_samples=1, temperature=0.0, seed=0,
                                 **run.config["eval"])
         write_jsonl(folder / f"eval-{path.stem}.jsonl", records)
-        results[path.stem] = 100 * sum(r["correct"] for r in records) / len(records)
+        results[path.stem] = report.percent_correct(records)
     (folder / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
     print("   " + "  ".join(f"{k} {v:.1f}" for k, v in results.items()), flush=True)
 
@@ -217,7 +217,7 @@ def pseudo_stage(run, k, folder):
     pseudo = build_pseudo_labels(samples, unlabeled, tokenize=tok.encode, previous=previous, family=run.family)
     write_jsonl(folder / "pseudo.jsonl", pseudo)
     # The paper's Fig. 6 mechanism: a better sampler (the DPO model) finds more correct pseudo-labels.
-    print(f"   pass@1 {100 * sum(s['correct'] for s in samples) / len(samples):.1f}% on the unlabeled questions; "
+    print(f"   pass@1 {report.percent_correct(samples):.1f}% on the unlabeled questions; "
           f"{len(pseudo)} pseudo-labels pooled", flush=True)
 
 

@@ -13,6 +13,11 @@ def write_text(path, text):
     write_atomically(path, text.encode("utf-8"))
 
 
+def percent_correct(records) -> float:
+    """Accuracy (%) of sample records {..., "correct"}: greedy accuracy, or pass@1 of sampled answers."""
+    return 100 * sum(r["correct"] for r in records) / len(records)
+
+
 def collect(out: Path) -> dict:
     """{stage: {split: accuracy}} for every finished stage that evaluated, in run order."""
     stages = [p.parent for p in out.glob("*/eval.json") if (p.parent / "DONE").is_file()]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import read_jsonl  # noqa: E402
-from data.report import collect  # noqa: E402
+from data.report import collect, percent_correct  # noqa: E402
 
 NAMES = {"dpo-st": "DPO-ST", "st": "ST"}
 
@@ -78,7 +78,7 @@ def pseudo_label_table(runs):
         for k in range(1, run["K"] + 1):
             samples = read_jsonl(run["folder"] / f"pseudo-{k}" / "samples.jsonl")
             pool = read_jsonl(run["folder"] / f"pseudo-{k}" / "pseudo.jsonl")
-            cells.append(f"{100 * sum(s['correct'] for s in samples) / len(samples):.1f} / {len(pool)}")
+            cells.append(f"{percent_correct(samples):.1f} / {len(pool)}")
         lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [""])
 
