@@ -29,6 +29,7 @@ import torch
 
 from data import build_pairs, build_pseudo_labels, load_dataset, make_synthetic, read_jsonl, report, write_jsonl
 from data import format_answer, format_prompt
+from data.formats import encode_copy_example
 from dpo import read_pairs, train_dpo
 from model import init_from_config, load_pretrained, load_tokenizer, save_pretrained
 from model.tokenizer import train_sentencepiece
@@ -39,7 +40,8 @@ DEFAULTS = {
     "seed": 0, "iterations": 3, "device": "cpu", "dtype": "float32",
     "data": {"source": "synthetic", "n_labeled": 1000, "n_unlabeled": 2000, "n_dev": 300, "n_test": 500,
              "n_ood": 300, "ood": ["svamp", "asdiv", "multiarith"]},
-    "model": {"checkpoint": None, "init": None, "tokenizer_vocab_size": 800},  # init: an HF config dict
+    "model": {"checkpoint": None, "init": None, "tokenizer_vocab_size": 800,  # init: an HF config dict
+              "copy_pretrain_steps": 0},
     "sft": {f.name: f.default for f in fields(TrainConfig)},
     "dpo": {**{f.name: f.default for f in fields(TrainConfig)}, "beta": 0.1, "loss_type": "sigmoid",
             "label_smoothing": 0.0, "reference_free": False, "nll_alpha": 0.0, "precompute_ref": False},
@@ -141,6 +143,14 @@ def prepare_base(run, folder):
     text += [format_answer(r["answer"], family) for r in read_jsonl(data / "labeled.jsonl")]
     tok = train_sentencepiece(text, c["tokenizer_vocab_size"], folder / "tokenizer", family)
     model = init_from_config({**c["init"], "vocab_size": tok.vocab_size}, seed=run.seed("base"))
+    if c["copy_pretrain_steps"]:
+        # The paper starts from pretrained models, which can copy; a tiny model from scratch cannot, and
+        # copying numbers from the question is what it gets wrong. So the base reads each labeled and
+        # unlabeled question and writes it again (loss on the copy), with SFT's optimizer settings.
+        questions = [r["question"] for split in ("labeled", "unlabeled") for r in read_jsonl(data / f"{split}.jsonl")]
+        cfg = TrainConfig(**{**run.config["sft"], "steps": c["copy_pretrain_steps"], "seed": run.config["seed"]})
+        examples = [encode_copy_example(tok, family, q) for q in questions]
+        model = train_sft(model, tok, examples, cfg, folder / "copy_log.jsonl")
     save_pretrained(model, tok, folder / "checkpoint")
 
 

@@ -121,6 +121,16 @@ def encode_example(tok, family, question, answer_text=None):
     return prompt, answer
 
 
+def encode_copy_example(tok, family, question):
+    """(prompt ids, target ids) for the base model's copy pretraining: read a question, write it again.
+    Llama: <bos> question "\n" | question <eos>.  T5: question <eos> | question <eos>."""
+    _check_family(family)
+    question_ids = tok.encode(question)
+    if family == "t5":
+        return question_ids + [tok.eos_id], question_ids + [tok.eos_id]
+    return [tok.bos_id] + question_ids + tok.encode("\n"), question_ids + [tok.eos_id]
+
+
 def extract_answer(text):
     """The final answer of a completion: the number after the last "####", or None."""
     matches = ANSWER_PATTERN.findall(text)

@@ -16,6 +16,7 @@ from data.datasets import DATASET_NAMES, load_dataset, read_asdiv, split_train_d
 from data.formats import (
     calculator_markers,
     close_calculation,
+    encode_copy_example,
     extract_answer,
     find_open_calculation,
     format_answer,
@@ -60,6 +61,20 @@ def test_llama_answer_is_the_raw_rationale():
 ])
 def test_t5_rewrite(rationale, expected):
     assert format_answer(rationale, "t5") == expected
+
+
+class CharTok:  # a stand-in tokenizer: one id per character
+    bos_id, eos_id = 1, 2
+
+    def encode(self, text):
+        return [ord(c) for c in text]
+
+
+def test_copy_example_reads_the_question_then_writes_it_again():
+    q = "Mia has 7 pens."
+    ids = [ord(c) for c in q]
+    assert encode_copy_example(CharTok(), "llama", q) == ([1] + ids + [ord("\n")], ids + [2])
+    assert encode_copy_example(CharTok(), "t5", q) == (ids + [2], ids + [2])  # no bos in T5
 
 
 def test_unknown_family_is_an_error():

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = json.loads((ROOT / "configs" / "smoke.json").read_text())
@@ -111,3 +112,21 @@ def test_pairs_can_come_from_the_unlabeled_questions_too(tmp_path):
     pairs = [json.loads(line) for line in (out / "pairs-1" / "pairs.jsonl").open()]
     labeled = {r["question"]: r for r in map(json.loads, (out / "data" / "labeled.jsonl").open())}
     assert pairs and all(p["prompt"] in labeled and p["chosen"] == labeled[p["prompt"]]["answer"] for p in pairs)
+
+
+def test_copy_pretraining_trains_the_base_before_sft(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from loop import Run, load_config
+    from model import init_from_config, load_pretrained
+
+    config = config_file(tmp_path, model={**SMOKE["model"], "copy_pretrain_steps": 3})
+    out = tmp_path / "run"
+    finish(loop(config, out, method="st"))
+    log = [json.loads(line) for line in (out / "base" / "copy_log.jsonl").open()]
+    assert [row["step"] for row in log] == [1, 2, 3]
+    # The saved base is the pretrained model, not the random init it started from.
+    base, tok = load_pretrained(out / "base" / "checkpoint")
+    init = init_from_config({**SMOKE["model"]["init"], "vocab_size": tok.vocab_size},
+                            seed=Run(out, load_config(config), "st", []).seed("base"))
+    differs = [not torch.equal(p, q) for p, q in zip(base.state_dict().values(), init.state_dict().values())]
+    assert len(differs) == len(init.state_dict()) and all(differs)
