@@ -48,9 +48,9 @@ DEFAULTS = {
     # questions: "labeled" (the paper) or also "unlabeled"/"both": their gold final answers are enough
     # to tell correct from incorrect samples, and they have no gold rationale to add.
     "pairs": {"num_samples": 5, "temperature": 0.7, "top_k": 50, "top_p": 1.0, "max_new_tokens": 300,
-              "pairs_per_question": 3, "batch_size": 64, "questions": "labeled"},
+              "pairs_per_question": 3, "batch_size": 64, "questions": "labeled", "verify_calculations": False},
     "pseudo": {"num_samples": 3, "temperature": 0.7, "top_k": 50, "top_p": 1.0, "max_new_tokens": 300,
-               "batch_size": 64},
+               "batch_size": 64, "verify_calculations": False},
     "eval": {"max_new_tokens": 300, "batch_size": 64},
 }
 
@@ -188,7 +188,7 @@ def pair_questions(run) -> list[dict]:
 
 def sample_stage(run, source, questions, settings, folder):
     model, tok = run.load(source)
-    s = {k: v for k, v in settings.items() if k not in ("pairs_per_question", "questions")}
+    s = {k: v for k, v in settings.items() if k not in ("pairs_per_question", "questions", "verify_calculations")}
     write_jsonl(folder / "samples.jsonl", evaluate_rows(model, tok, questions, seed=run.seed(folder.name), **s))
 
 
@@ -197,7 +197,8 @@ def pairs_stage(run, k, folder):
     samples = [s for i in range(1, k + 1) for s in read_jsonl(run.out / f"samples-{i}" / "samples.jsonl")]
     questions = pair_questions(run)
     pairs = build_pairs(samples, questions, tokenize=tok.encode, family=run.family,
-                        pairs_per_question=run.config["pairs"]["pairs_per_question"])
+                        pairs_per_question=run.config["pairs"]["pairs_per_question"],
+                        verify_calculations=run.config["pairs"]["verify_calculations"])
     if not pairs:
         raise ValueError(f"{folder}: no preference pairs (every question was all-correct or had no sample)")
     write_jsonl(folder / "pairs.jsonl", pairs)
@@ -224,7 +225,8 @@ def pseudo_stage(run, k, folder):
     tok = run.tokenizer()
     previous = read_jsonl(run.out / f"pseudo-{k - 1}" / "pseudo.jsonl") if k > 1 else None
     samples = read_jsonl(folder / "samples.jsonl")
-    pseudo = build_pseudo_labels(samples, unlabeled, tokenize=tok.encode, previous=previous, family=run.family)
+    pseudo = build_pseudo_labels(samples, unlabeled, tokenize=tok.encode, previous=previous, family=run.family,
+                                 verify_calculations=run.config["pseudo"]["verify_calculations"])
     write_jsonl(folder / "pseudo.jsonl", pseudo)
     # The paper's Fig. 6 mechanism: a better sampler (the DPO model) finds more correct pseudo-labels.
     print(f"   pass@1 {report.percent_correct(samples):.1f}% on the unlabeled questions; "

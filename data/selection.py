@@ -28,6 +28,8 @@ Choices where the paper's code leaves something open (all deterministic; the pap
 Plain Python standard library only.
 """
 
+import re
+
 from data.formats import extract_answer, format_answer, is_correct
 
 SIMILARITY_THRESHOLD = 0.7  # paper: sim_threshold = 0.7 in both scripts
@@ -68,7 +70,7 @@ def dedup(texts, tokenize=str.split, threshold=SIMILARITY_THRESHOLD):
 # --- DPO step: preference pairs ------------------------------------------------------
 
 def build_pairs(samples, labeled, tokenize=str.split, pairs_per_question=PAIRS_PER_QUESTION,
-                threshold=SIMILARITY_THRESHOLD, family="llama"):
+                threshold=SIMILARITY_THRESHOLD, family="llama", verify_calculations=False):
     """Preference pairs {"id", "prompt", "chosen", "rejected"} from sampled rationales (make_dpo_data).
 
     Per question of `labeled`, in its order (samples of several rounds are simply pooled):
@@ -79,6 +81,7 @@ def build_pairs(samples, labeled, tokenize=str.split, pairs_per_question=PAIRS_P
       5. every positive x negative pair is ranked by Jaccard similarity, least similar first,
          and the first `pairs_per_question` are kept.
     `family` writes the gold rationale the way the samples are written (format_answer).
+    verify_calculations: a positive must also pass calculations_check_out (not in the paper).
     Samples of questions not in `labeled` are ignored.
     """
     if pairs_per_question < 1:
@@ -87,8 +90,9 @@ def build_pairs(samples, labeled, tokenize=str.split, pairs_per_question=PAIRS_P
     pairs = []
     for row in labeled:
         own_samples = samples_by_question.get(row["id"], [])
-        positives = [s["completion"] for s in own_samples if _is_positive(s, row["gold"])]
-        negatives = [s["completion"] for s in own_samples if not _is_positive(s, row["gold"])]
+        verdicts = [_is_positive(s, row["gold"], verify_calculations, family) for s in own_samples]
+        positives = [s["completion"] for s, good in zip(own_samples, verdicts) if good]
+        negatives = [s["completion"] for s, good in zip(own_samples, verdicts) if not good]
         if not negatives:
             continue  # paper: `if len(item['negatives']) == 0: continue`
         if row.get("answer") is not None:
@@ -129,7 +133,7 @@ def solution_cap(counts, percentile=CAP_PERCENTILE):
 
 
 def build_pseudo_labels(samples, questions, tokenize=str.split, threshold=SIMILARITY_THRESHOLD,
-                        cap_percentile=CAP_PERCENTILE, previous=None, family="llama"):
+                        cap_percentile=CAP_PERCENTILE, previous=None, family="llama", verify_calculations=False):
     """Pseudo-labelled rationales {"id", "question", "answer", "gold"} for SFT (make_rft_data).
 
     Per question of `questions`, in its order:
@@ -140,6 +144,7 @@ def build_pseudo_labels(samples, questions, tokenize=str.split, threshold=SIMILA
       3. capped: every question keeps at most solution_cap(counts, cap_percentile) solutions, the
          counts being those of step 2 over questions with at least one solution. The cap stops a
          few easy questions from filling the training set.
+    verify_calculations: a kept sample must also pass calculations_check_out (not in the paper).
     Rows have the dataset shape; "answer" is written as format_answer(..., family) writes it.
     Samples and previous rows of questions not in `questions` are ignored.
     """
@@ -150,7 +155,7 @@ def build_pseudo_labels(samples, questions, tokenize=str.split, threshold=SIMILA
         candidates = [format_answer(row["answer"], family)] if row.get("answer") is not None else []
         candidates += [earlier["answer"] for earlier in previous_by_question.get(row["id"], [])]
         candidates += [s["completion"] for s in samples_by_question.get(row["id"], [])
-                       if _is_positive(s, row["gold"])]
+                       if _is_positive(s, row["gold"], verify_calculations, family)]
         kept = dedup(candidates, tokenize, threshold)
         if kept:
             solutions[row["id"]] = kept
@@ -165,6 +170,38 @@ def build_pseudo_labels(samples, questions, tokenize=str.split, threshold=SIMILA
     return rows
 
 
+# --- a stricter verdict than the final answer (not in the paper) ------------------------
+
+# A calculator call and the number written after it. llama: "<<48/2=24>>24"   t5: "[ 48 / 2 = 24] 24"
+_CALL = {"llama": re.compile(r"<<([^<>=]*)=([^<>]*)>>\s*([0-9.,-]*)"),
+         "t5": re.compile(r"\[([^\[\]=]*)=([^\[\]]*)\]\s*([0-9.,-]*)")}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_NUMBER_WORDS = {"twice": "2", "double": "2", "half": "2", "triple": "3", "dozen": "12"}  # "half as many" is x/2
+
+
+def calculations_check_out(question, rationale, family="llama"):
+    """Whether a rationale reaches its answer by calculations one can follow, not by luck.
+
+    With small numbers, a wrong rationale often lands on the right final answer ("88/4 = 22 ...
+    #### 2" for 8 crayons among 4 friends). This asks three things the paper's filter does not:
+      - every number in every calculation is in the question (or is "twice", "half", ...) or is an
+        earlier calculation's result;
+      - the number written after each calculation is its result;
+      - there is at least one calculation and the final answer is the last one's result.
+    Meant for problems whose rationales use no outside constants (the synthetic ones). GSM8K's
+    use some (60 minutes, 12 months), so its presets leave this off."""
+    known = set(_NUMBER.findall(question)) | {n for word, n in _NUMBER_WORDS.items() if word in question.lower()}
+    last = None
+    for expression, result, written in _CALL[family].findall(rationale):
+        result = result.strip()
+        if not _NUMBER.fullmatch(result) or not set(_NUMBER.findall(expression)) <= known or written.rstrip(".,") != result:
+            return False
+        known.add(result)
+        last = result
+    final = extract_answer(rationale)
+    return last is not None and final is not None and is_correct(final, float(last))
+
+
 # --- helpers ---------------------------------------------------------------------------
 
 def _group_by_question(rows):
@@ -175,8 +212,9 @@ def _group_by_question(rows):
     return by_question
 
 
-def _is_positive(sample, gold):
+def _is_positive(sample, gold, verify_calculations=False, family="llama"):
     """Paper: a sample is positive when its final answer is right; the sampler's verdict when it wrote one."""
-    if "correct" in sample:
-        return bool(sample["correct"])
-    return is_correct(extract_answer(sample["completion"]), gold)
+    right = sample["correct"] if "correct" in sample else is_correct(extract_answer(sample["completion"]), gold)
+    if verify_calculations:
+        return bool(right) and calculations_check_out(sample["question"], sample["completion"], family)
+    return bool(right)

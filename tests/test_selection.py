@@ -6,7 +6,7 @@ Jaccard similarity can be checked by counting: |A & B| / |A | B| over the sets o
 
 import pytest
 
-from data.selection import build_pairs, build_pseudo_labels, dedup, jaccard, solution_cap
+from data.selection import build_pairs, build_pseudo_labels, calculations_check_out, dedup, jaccard, solution_cap
 
 
 def question_row(qid, answer):
@@ -260,3 +260,50 @@ def test_pseudo_labels_gold_in_family_format_and_recomputed_correctness():
 
 def test_pseudo_labels_empty_when_nothing_is_correct():
     assert build_pseudo_labels([sample("q1", "a", False)], [question_row("q1", None)]) == []
+
+
+# --- calculations_check_out (not in the paper; for the synthetic default) ---------------
+
+CRAYONS = "Max has 8 crayons. He shares them equally among 4 friends. How many crayons does each friend get?"
+
+
+@pytest.mark.parametrize("rationale, expected", [
+    ("Each friend gets 8/4 = <<8/4=2>>2 crayons.\n#### 2", True),
+    ("Each friend gets 88/4 = <<88/4=22>>22 crayons.\n#### 2", False),   # 88 is not in the question
+    ("Each friend gets 8/4 = <<8/4=2>>22 crayons.\n#### 2", False),      # writes 22 after the result 2
+    ("Each friend gets 8/4 = <<8/4=2>>2 crayons.\n#### 4", False),       # the answer is not the last result
+    ("Each friend gets 2 crayons.\n#### 2", False),                      # no calculation at all
+    ("They have 8*4 = <<8*4=32>>32.\nEach gets 32/4 = <<32/4=8>>8.\n#### 8", True),  # 32: an earlier result
+])
+def test_calculations_check_out(rationale, expected):
+    assert calculations_check_out(CRAYONS, rationale) is expected
+
+
+def test_calculations_check_out_knows_twice_and_the_t5_format():
+    question = "Leo has 22 pens. Ava has twice as many pens as Leo. How many pens does Ava have?"
+    assert calculations_check_out(question, "Ava has 22*2 = <<22*2=44>>44 pens.\n#### 44")
+    assert calculations_check_out(question, "Ava has 22 * 2 = [ 22 * 2 = 44] 44 pens. #### 44", "t5")
+    assert not calculations_check_out(question, "Ava has 22 * 3 = [ 22 * 3 = 66] 66 pens. #### 66", "t5")
+
+
+def crayons_sample(completion, k):
+    return {"id": "c", "question": CRAYONS, "sample": k, "completion": completion, "gold": 2.0, "correct": True}
+
+
+SOUND = "Each friend gets 8/4 = <<8/4=2>>2 crayons.\n#### 2"
+LUCKY = "Each friend gets 88/4 = <<88/4=22>>22 crayons.\n#### 2"  # right answer, wrong reasoning
+
+
+def test_verified_pseudo_labels_drop_a_lucky_right_answer():
+    row = {"id": "c", "question": CRAYONS, "answer": None, "gold": 2.0}
+    samples = [crayons_sample(LUCKY, 0), crayons_sample(SOUND, 1)]
+    assert [r["answer"] for r in build_pseudo_labels(samples, [row])] == [LUCKY, SOUND]
+    assert [r["answer"] for r in build_pseudo_labels(samples, [row], verify_calculations=True)] == [SOUND]
+
+
+def test_verified_pairs_reject_a_lucky_right_answer():
+    row = {"id": "c", "question": CRAYONS, "answer": None, "gold": 2.0}
+    samples = [crayons_sample(LUCKY, 0), crayons_sample(SOUND, 1)]
+    assert build_pairs(samples, [row]) == []  # both right: no negative, no pair (the paper's rule)
+    assert build_pairs(samples, [row], verify_calculations=True) == [
+        {"id": "c", "prompt": CRAYONS, "chosen": SOUND, "rejected": LUCKY}]
