@@ -130,3 +130,12 @@ def test_copy_pretraining_trains_the_base_before_sft(tmp_path):
                             seed=Run(out, load_config(config), "st", []).seed("base"))
     differs = [not torch.equal(p, q) for p, q in zip(base.state_dict().values(), init.state_dict().values())]
     assert len(differs) == len(init.state_dict()) and all(differs)
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "configs").glob("*.json")))
+def test_every_preset_loads_without_unknown_keys(preset):
+    sys.path.insert(0, str(ROOT))
+    from loop import load_config
+
+    config = load_config(ROOT / "configs" / preset)  # raises on an unknown key
+    assert config["iterations"] >= 1 and config["sft"]["lr"] > 0
