@@ -53,6 +53,7 @@ DEFAULTS = {
                "batch_size": 64, "verify_calculations": False},
     "eval": {"max_new_tokens": 300, "batch_size": 64},
 }
+SAMPLING_KEYS = ("num_samples", "temperature", "top_k", "top_p", "max_new_tokens", "batch_size")
 
 
 def load_config(path) -> dict:
@@ -148,6 +149,7 @@ def prepare_base(run, folder):
         # copying numbers from the question is what it gets wrong. So the base reads each labeled and
         # unlabeled question and writes it again (loss on the copy), with SFT's optimizer settings.
         questions = [r["question"] for split in ("labeled", "unlabeled") for r in read_jsonl(data / f"{split}.jsonl")]
+        # Shuffled by the run's seed itself (not run.seed("base")): the README's tiny-full runs were made so.
         cfg = TrainConfig(**{**run.config["sft"], "steps": c["copy_pretrain_steps"], "seed": run.config["seed"]})
         examples = [encode_copy_example(tok, family, q) for q in questions]
         model = train_sft(model, tok, examples, cfg, folder / "copy_log.jsonl")
@@ -188,8 +190,8 @@ def pair_questions(run) -> list[dict]:
 
 def sample_stage(run, source, questions, settings, folder):
     model, tok = run.load(source)
-    s = {k: v for k, v in settings.items() if k not in ("pairs_per_question", "questions", "verify_calculations")}
-    write_jsonl(folder / "samples.jsonl", evaluate_rows(model, tok, questions, seed=run.seed(folder.name), **s))
+    sampling = {key: settings[key] for key in SAMPLING_KEYS}  # the rest of the section is for selection
+    write_jsonl(folder / "samples.jsonl", evaluate_rows(model, tok, questions, seed=run.seed(folder.name), **sampling))
 
 
 def pairs_stage(run, k, folder):

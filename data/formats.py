@@ -112,13 +112,16 @@ def encode_example(tok, family, question, answer_text=None):
     encode() and bos/eos ids. Llama: <bos> prompt | answer <eos>.  T5: question <eos> | answer <eos>.
     Prompt and answer are encoded separately, so sampling sees the same prompt tokens as training."""
     _check_family(family)
-    prompt = tok.encode(format_prompt(question, family))
-    if family == "t5":
-        prompt = prompt + [tok.eos_id]
-    elif tok.bos_id is not None:
-        prompt = [tok.bos_id] + prompt
+    prompt = _wrap_prompt(tok, family, tok.encode(format_prompt(question, family)))
     answer = None if answer_text is None else tok.encode(answer_text) + [tok.eos_id]
     return prompt, answer
+
+
+def _wrap_prompt(tok, family, ids):
+    """What the model reads: T5's encoder input ends with <eos>; a decoder prompt starts with <bos>."""
+    if family == "t5":
+        return ids + [tok.eos_id]
+    return ([tok.bos_id] if tok.bos_id is not None else []) + ids
 
 
 def encode_copy_example(tok, family, question):
@@ -126,9 +129,8 @@ def encode_copy_example(tok, family, question):
     Llama: <bos> question "\n" | question <eos>.  T5: question <eos> | question <eos>."""
     _check_family(family)
     question_ids = tok.encode(question)
-    if family == "t5":
-        return question_ids + [tok.eos_id], question_ids + [tok.eos_id]
-    return [tok.bos_id] + question_ids + tok.encode("\n"), question_ids + [tok.eos_id]
+    separator = tok.encode("\n") if family == "llama" else []  # T5's decoder starts afresh
+    return _wrap_prompt(tok, family, question_ids) + separator, question_ids + [tok.eos_id]
 
 
 def extract_answer(text):

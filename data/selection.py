@@ -194,7 +194,8 @@ def calculations_check_out(question, rationale, family="llama"):
     last = None
     for expression, result, written in _CALL[family].findall(rationale):
         result = result.strip()
-        if not _NUMBER.fullmatch(result) or not set(_NUMBER.findall(expression)) <= known or written.rstrip(".,") != result:
+        uses_unknown_number = not set(_NUMBER.findall(expression)) <= known
+        if not _NUMBER.fullmatch(result) or uses_unknown_number or written.rstrip(".,") != result:
             return False
         known.add(result)
         last = result
