@@ -87,15 +87,24 @@ class Run:
         (folder / "DONE").write_text(f"{time.time() - start:.1f}\n")  # its duration, for the estimates
         report.write_metrics(self.out)  # metrics.json: every finished stage's accuracies so far
         done = self.plan.index(name) + 1
+        left = self.minutes_left(self.plan[done:])
         print(f"[{done}/{len(self.plan)}] {name} done in {time.time() - start:.0f}s; "
-              f"about {self.minutes_left(self.plan[done:]):.0f} min left", flush=True)
+              + (f"about {left:.0f} min left" if left is not None else "time left: estimated after sft-0"),
+              flush=True)
         return folder
 
-    def minutes_left(self, remaining: list[str]) -> float:
-        """Each remaining stage is guessed to take as long as the last finished stage of its kind."""
+    def minutes_left(self, remaining: list[str]) -> float | None:
+        """Each remaining stage is guessed to take as long as the last finished stage of its kind, and a
+        kind not seen yet as long as the mean of those seen. `data` and `base` run once, so they say
+        nothing about the rest (a copy-pretrained base takes longer than any later stage)."""
         kind = lambda name: "sft" if name == "control" else name.split("-")[0]  # noqa: E731
-        took = {kind(n): float((self.out / n / "DONE").read_text()) for n in self.plan if (self.out / n / "DONE").is_file()}
-        typical = max(took.values())
+        took = {kind(n): float((self.out / n / "DONE").read_text()) for n in self.plan
+                if n not in ("data", "base") and (self.out / n / "DONE").is_file()}
+        if not remaining:
+            return 0.0
+        if not took:
+            return None
+        typical = sum(took.values()) / len(took)
         return sum(took.get(kind(n), typical) for n in remaining) / 60
 
     def seed(self, name) -> int:

@@ -139,3 +139,24 @@ def test_every_preset_loads_without_unknown_keys(preset):
 
     config = load_config(ROOT / "configs" / preset)  # raises on an unknown key
     assert config["iterations"] >= 1 and config["sft"]["lr"] > 0
+
+
+def test_time_left_ignores_the_one_off_stages_and_guesses_unseen_kinds_by_the_mean(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from loop import Run
+
+    plan = ["data", "base", "sft-0", "samples-1", "pairs-1", "dpo-1", "sft-1", "control"]
+    run = Run(tmp_path, {"seed": 0}, "dpo-st", plan)
+
+    def finished(name, seconds):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "DONE").write_text(f"{seconds}\n")
+
+    finished("data", 1.0)
+    finished("base", 600.0)  # a long copy pretraining must not inflate the guess for every later stage
+    assert run.minutes_left(plan[2:]) is None
+    finished("sft-0", 120.0)
+    finished("samples-1", 60.0)
+    # sft-1 and control take as long as sft-0; pairs-1 and dpo-1 (unseen) the mean of sft and samples, 90 s.
+    assert run.minutes_left(plan[4:]) == pytest.approx((90 + 90 + 120 + 120) / 60)
+    assert run.minutes_left([]) == 0.0
