@@ -97,11 +97,11 @@ class Run:
         """Each remaining stage is guessed to take as long as the last finished stage of its kind, and a
         kind not seen yet as long as the mean of those seen. `data` and `base` run once, so they say
         nothing about the rest (a copy-pretrained base takes longer than any later stage)."""
+        if not remaining:
+            return 0.0
         kind = lambda name: "sft" if name == "control" else name.split("-")[0]  # noqa: E731
         took = {kind(n): float((self.out / n / "DONE").read_text()) for n in self.plan
                 if n not in ("data", "base") and (self.out / n / "DONE").is_file()}
-        if not remaining:
-            return 0.0
         if not took:
             return None
         typical = sum(took.values()) / len(took)
