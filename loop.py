@@ -215,7 +215,7 @@ def pairs_stage(run, k, folder):
     write_jsonl(folder / "pairs.jsonl", pairs)
     # A model that has memorized its labeled set answers every labeled question right: no negatives,
     # so few pairs. This line is where that shows (then try pairs.questions "unlabeled").
-    print(f"   {len(pairs)} pairs from {len({p['prompt'] for p in pairs})} of {len(questions)} questions", flush=True)
+    print(f"   {len(pairs)} pairs from {len({p['id'] for p in pairs})} of {len(questions)} questions", flush=True)
 
 
 def dpo_stage(run, k, folder):

@@ -105,7 +105,9 @@ def train_loop(model, examples, cfg, loss_fn, desc, log_path=None, dropout=True)
     optimizer = make_optimizer(core, cfg)
     steps = total_steps(len(examples), cfg)
     log = open(log_path, "w") if log_path and rank == 0 else None
-    n_tokens = [sum(len(ids) for ids in example[:3]) for example in examples]  # (prompt, answer[s], ...)
+    # Examples are SFT's (prompt, answer) or DPO's (prompt, chosen, rejected[, 2 reference log-probs]):
+    # the first three entries at most are token lists.
+    n_tokens = [sum(len(ids) for ids in example[:3]) for example in examples]
     bar = tqdm(global_batches(len(examples), cfg, steps), total=steps, desc=desc, disable=rank != 0)
     for step, batch in enumerate(bar):
         mine = batch[rank::world]  # this process's share of the global batch
