@@ -25,7 +25,7 @@ from sample import generate  # noqa: E402
 SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                     num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True,
                     max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=100000.0)
-ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "tests" / "assets"  # a real tokenizer file, kept in the repository
 PROMPT_LEN, NEW_TOKENS = 64, 128
 
 

@@ -45,7 +45,7 @@ def main():
         return child(args.child, args.dtype)
     from model import init_from_config, save_pretrained
     from model.tokenizer import load_tokenizer
-    assets = Path(__file__).resolve().parents[2] / "shared" / "assets" / "mistral"
+    assets = Path(__file__).resolve().parents[1] / "tests" / "assets" / "mistral"
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(init_from_config(CONFIG, seed=0), load_tokenizer(assets, "llama"), Path(tmp) / "ckpt")
         subprocess.run([sys.executable, __file__, "--child", str(Path(tmp) / "ckpt"), "--dtype", args.dtype],

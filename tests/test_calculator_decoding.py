@@ -4,7 +4,7 @@ import json
 import pytest
 import sentencepiece as spm
 import torch
-from conftest import ASSETS, require_file
+from conftest import ASSETS
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from data import calculate, close_calculation
@@ -43,7 +43,7 @@ def tiny_sentencepiece(folder):
 
 
 def asset(folder, subfolder, name, model_type):
-    (folder / name).write_bytes(require_file(ASSETS / subfolder / name).read_bytes())
+    (folder / name).write_bytes((ASSETS / subfolder / name).read_bytes())
     return load_tokenizer(folder, model_type)
 
 

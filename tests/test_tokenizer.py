@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import sentencepiece as spm
-from conftest import ASSETS, require_file
+from conftest import ASSETS
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from model.tokenizer import load_tokenizer
@@ -52,7 +52,7 @@ STRESS = stress_strings()
 
 def sp_folder(tmp_path, subfolder, name):
     """A fresh folder holding just one asset file (so save() has no configs to copy)."""
-    source = require_file(ASSETS / subfolder / name)
+    source = ASSETS / subfolder / name
     folder = tmp_path / subfolder
     folder.mkdir()
     shutil.copyfile(source, folder / name)
