@@ -22,19 +22,21 @@ import json
 import shutil
 import time
 import zlib
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
-from data import build_pairs, build_pseudo_labels, load_dataset, make_synthetic, read_jsonl, report, write_jsonl
-from data import format_answer, format_prompt
-from data.formats import encode_copy_example
-from dpo import read_pairs, train_dpo
-from model import init_from_config, load_pretrained, load_tokenizer, save_pretrained
+from data import build_pairs, build_pseudo_labels, format_for, load_dataset, make_synthetic, read_jsonl, report
+from data import write_jsonl
+from data.selection import PAIRS_PER_QUESTION
+from dpo import DPOConfig, read_pairs, train_dpo
+from model import init_from_config, load_config as load_model_config, load_pretrained, load_tokenizer
+from model import save_pretrained
 from model.tokenizer import train_sentencepiece
-from sample import evaluate_rows
-from train_sft import TrainConfig, encode_rows, total_steps, train_sft
+from sample import SamplingConfig, evaluate_rows
+from train_sft import encode_rows, train_sft
+from trainer import TrainConfig, total_steps
 
 DEFAULTS = {
     "seed": 0, "iterations": 3, "device": "cpu", "dtype": "float32",
@@ -42,18 +44,16 @@ DEFAULTS = {
              "n_ood": 300, "ood": ["svamp", "asdiv", "multiarith"]},
     "model": {"checkpoint": None, "init": None, "tokenizer_vocab_size": 800,  # init: an HF config dict
               "copy_pretrain_steps": 0},
-    "sft": {f.name: f.default for f in fields(TrainConfig)},
-    "dpo": {**{f.name: f.default for f in fields(TrainConfig)}, "beta": 0.1, "loss_type": "sigmoid",
-            "label_smoothing": 0.0, "reference_free": False, "nll_alpha": 0.0, "precompute_ref": False},
-    # questions: "labeled" (the paper) or also "unlabeled"/"both": their gold final answers are enough
-    # to tell correct from incorrect samples, and they have no gold rationale to add.
-    "pairs": {"num_samples": 5, "temperature": 0.7, "top_k": 50, "top_p": 1.0, "max_new_tokens": 300,
-              "pairs_per_question": 3, "batch_size": 64, "questions": "labeled", "verify_calculations": False},
-    "pseudo": {"num_samples": 3, "temperature": 0.7, "top_k": 50, "top_p": 1.0, "max_new_tokens": 300,
-               "batch_size": 64, "verify_calculations": False},
-    "eval": {"max_new_tokens": 300, "batch_size": 64},
+    "sft": asdict(TrainConfig()),
+    "dpo": asdict(DPOConfig()),
+    # The paper samples 5 answers per labeled question for pairs, 3 for pseudo-labels, at T = 0.7
+    # (its code: top-k 50). questions: "labeled" (the paper) or also "unlabeled"/"both": their gold
+    # final answers are enough to tell correct from incorrect samples, and they have no gold rationale to add.
+    "pairs": {**asdict(SamplingConfig(num_samples=5, temperature=0.7, top_k=50)),
+              "pairs_per_question": PAIRS_PER_QUESTION, "questions": "labeled", "verify_calculations": False},
+    "pseudo": {**asdict(SamplingConfig(num_samples=3, temperature=0.7, top_k=50)), "verify_calculations": False},
+    "eval": {"max_new_tokens": SamplingConfig.max_new_tokens, "batch_size": SamplingConfig.batch_size},  # greedy
 }
-SAMPLING_KEYS = ("num_samples", "temperature", "top_k", "top_p", "max_new_tokens", "batch_size")
 
 
 def load_config(path) -> dict:
@@ -70,9 +70,22 @@ def load_config(path) -> dict:
         return merge(DEFAULTS, json.load(f), "")
 
 
+def base_model_type(config: dict) -> str:
+    """The model_type of the run's base model: from its checkpoint's config.json, or from model.init."""
+    c = config["model"]
+    if c["checkpoint"]:
+        return load_model_config(c["checkpoint"]).model_type
+    if not isinstance(c["init"], dict) or "model_type" not in c["init"]:
+        raise ValueError("model: set 'checkpoint' (a checkpoint folder) or 'init' (an HF config with a model_type)")
+    return c["init"]["model_type"]
+
+
 class Run:
     def __init__(self, out: Path, config: dict, method: str, plan: list[str]):
         self.out, self.config, self.method, self.plan = out, config, method, plan
+        # The model family, decided once: it says how every stage writes prompts and reads answers.
+        self.model_type = base_model_type(config)
+        self.format = format_for(self.model_type)
 
     def stage(self, name, work):
         """Run work(folder) unless the stage is DONE; DONE is written last, after all its files."""
@@ -115,14 +128,9 @@ class Run:
         dtype = torch.float32 if training else getattr(torch, self.config["dtype"])
         return load_pretrained(self.out / stage / "checkpoint", device=self.config["device"], dtype=dtype)
 
-    @property
-    def family(self) -> str:
-        config = json.loads((self.out / "base" / "checkpoint" / "config.json").read_text())
-        return "t5" if config["model_type"] == "t5" else "llama"
-
     def tokenizer(self):
         """The run's tokenizer (every checkpoint of the run carries the base model's)."""
-        return load_tokenizer(self.out / "base" / "checkpoint", self.family)
+        return load_tokenizer(self.out / "base" / "checkpoint", self.model_type)
 
 
 def prepare_data(run, folder):
@@ -147,11 +155,11 @@ def prepare_base(run, folder):
         (folder / "checkpoint").symlink_to(Path(c["checkpoint"]).resolve())
         return
     # The tokenizer learns from exactly the text the model will read and write.
-    data, family = run.out / "data", "t5" if c["init"]["model_type"] == "t5" else "llama"
-    text = [format_prompt(r["question"], family) for split in ("labeled", "unlabeled")
+    data, fmt = run.out / "data", run.format
+    text = [fmt.format_prompt(r["question"]) for split in ("labeled", "unlabeled")
             for r in read_jsonl(data / f"{split}.jsonl")]
-    text += [format_answer(r["answer"], family) for r in read_jsonl(data / "labeled.jsonl")]
-    tok = train_sentencepiece(text, c["tokenizer_vocab_size"], folder / "tokenizer", family)
+    text += [fmt.format_answer(r["answer"]) for r in read_jsonl(data / "labeled.jsonl")]
+    tok = train_sentencepiece(text, c["tokenizer_vocab_size"], folder / "tokenizer", run.model_type)
     model = init_from_config({**c["init"], "vocab_size": tok.vocab_size}, seed=run.seed("base"))
     if c["copy_pretrain_steps"]:
         # The paper starts from pretrained models, which can copy; a tiny model from scratch cannot, and
@@ -160,7 +168,7 @@ def prepare_base(run, folder):
         questions = [r["question"] for split in ("labeled", "unlabeled") for r in read_jsonl(data / f"{split}.jsonl")]
         # Shuffled by the run's seed itself (not run.seed("base")): the README's tiny-full runs were made so.
         cfg = TrainConfig(**{**run.config["sft"], "steps": c["copy_pretrain_steps"], "seed": run.config["seed"]})
-        examples = [encode_copy_example(tok, family, q) for q in questions]
+        examples = [fmt.encode_copy_example(tok, q) for q in questions]
         model = train_sft(model, tok, examples, cfg, folder / "copy_log.jsonl")
     save_pretrained(model, tok, folder / "checkpoint")
 
@@ -171,8 +179,7 @@ def evaluate(run, model, tok, folder):
     for path in sorted((run.out / "data").glob("*.jsonl")):
         if path.stem in ("labeled", "unlabeled"):
             continue
-        records = evaluate_rows(model, tok, read_jsonl(path), num_samples=1, temperature=0.0, seed=0,
-                                **run.config["eval"])
+        records = evaluate_rows(model, tok, read_jsonl(path), SamplingConfig(**run.config["eval"]), seed=0)
         write_jsonl(folder / f"eval-{path.stem}.jsonl", records)
         results[path.stem] = report.percent_correct(records)
     (folder / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -181,9 +188,8 @@ def evaluate(run, model, tok, folder):
 
 def sft_stage(run, rows, folder, steps=None):
     model, tok = run.load("base", training=True)
-    family = "t5" if model.config.is_encoder_decoder else "llama"
     cfg = TrainConfig(**{**run.config["sft"], "seed": run.seed(folder.name), **({"steps": steps} if steps else {})})
-    model = train_sft(model, tok, encode_rows(tok, family, rows, folder.name), cfg, folder / "train_log.jsonl")
+    model = train_sft(model, tok, encode_rows(tok, run.format, rows, folder.name), cfg, folder / "train_log.jsonl")
     (folder / "steps").write_text(f"{total_steps(len(rows), cfg)}\n")
     save_pretrained(model, tok, folder / "checkpoint")
     evaluate(run, model, tok, folder)
@@ -199,15 +205,15 @@ def pair_questions(run) -> list[dict]:
 
 def sample_stage(run, source, questions, settings, folder):
     model, tok = run.load(source)
-    sampling = {key: settings[key] for key in SAMPLING_KEYS}  # the rest of the section is for selection
-    write_jsonl(folder / "samples.jsonl", evaluate_rows(model, tok, questions, seed=run.seed(folder.name), **sampling))
+    sampling = SamplingConfig(**{f.name: settings[f.name] for f in fields(SamplingConfig)})  # the rest: selection
+    write_jsonl(folder / "samples.jsonl", evaluate_rows(model, tok, questions, sampling, seed=run.seed(folder.name)))
 
 
 def pairs_stage(run, k, folder):
     tok = run.tokenizer()
     samples = [s for i in range(1, k + 1) for s in read_jsonl(run.out / f"samples-{i}" / "samples.jsonl")]
     questions = pair_questions(run)
-    pairs = build_pairs(samples, questions, tokenize=tok.encode, family=run.family,
+    pairs = build_pairs(samples, questions, run.format, tokenize=tok.encode,
                         pairs_per_question=run.config["pairs"]["pairs_per_question"],
                         verify_calculations=run.config["pairs"]["verify_calculations"])
     if not pairs:
@@ -220,11 +226,9 @@ def pairs_stage(run, k, folder):
 
 def dpo_stage(run, k, folder):
     model, tok = run.load(f"sft-{k - 1}", training=True)
-    c = run.config["dpo"]
-    cfg = TrainConfig(**{key: c[key] for key in DEFAULTS["sft"]} | {"seed": run.seed(folder.name)})
-    args = argparse.Namespace(**{key: c[key] for key in c if key not in DEFAULTS["sft"]})
-    pairs = read_pairs(run.out / f"pairs-{k}" / "pairs.jsonl", tok, run.family)
-    model = train_dpo(model, tok, pairs, cfg, args, folder / "train_log.jsonl")
+    cfg = DPOConfig(**{**run.config["dpo"], "seed": run.seed(folder.name)})
+    pairs = read_pairs(run.out / f"pairs-{k}" / "pairs.jsonl", tok, run.format)
+    model = train_dpo(model, tok, pairs, cfg, folder / "train_log.jsonl")
     save_pretrained(model, tok, folder / "checkpoint")
     evaluate(run, model, tok, folder)
 
@@ -236,7 +240,7 @@ def pseudo_stage(run, k, folder):
     tok = run.tokenizer()
     previous = read_jsonl(run.out / f"pseudo-{k - 1}" / "pseudo.jsonl") if k > 1 else None
     samples = read_jsonl(folder / "samples.jsonl")
-    pseudo = build_pseudo_labels(samples, unlabeled, tokenize=tok.encode, previous=previous, family=run.family,
+    pseudo = build_pseudo_labels(samples, unlabeled, run.format, tokenize=tok.encode, previous=previous,
                                  verify_calculations=run.config["pseudo"]["verify_calculations"])
     write_jsonl(folder / "pseudo.jsonl", pseudo)
     # The paper's Fig. 6 mechanism: a better sampler (the DPO model) finds more correct pseudo-labels.

@@ -19,25 +19,33 @@ import argparse
 import json
 import functools
 from collections import deque
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
-from data import calculate, close_calculation, extract_answer, find_open_calculation, is_correct
-from data.formats import encode_example
-from data import load_dataset, write_jsonl
+from data import Format, calculate, extract_answer, format_for, is_correct, load_dataset, write_jsonl
+from distributed import process_device, rank_and_world
+from flags import add_flags, from_flags, setting
+from model import load_pretrained
 
 CALC_WINDOW = 48     # tokens of a row's tail decoded when it may have opened a calculator call
 COMPACT_AT = 0.25    # drop finished rows once this fraction of the batch has finished
 
 
-def family_of(model) -> str:
-    return "t5" if model.config.is_encoder_decoder else "llama"
-
-
-def encode_prompt(model, tok, question: str) -> list[int]:
-    """Prompt token ids as the model was trained on them (data/formats.py: encode_example)."""
-    return encode_example(tok, family_of(model), question)[0]
+@dataclass
+class SamplingConfig:
+    """How evaluate_rows samples: greedy, one answer per question, calculator on, unless told otherwise.
+    The loop's stages set the paper's values (loop.py: 5 samples for pairs, 3 for pseudo-labels, T 0.7)."""
+    num_samples: int = setting(1, "answers per question")
+    # how each token is picked
+    temperature: float = setting(0.0, "0 = greedy")
+    top_k: int = setting(0, "sample among the k most likely tokens; 0 = all")
+    top_p: float = setting(1.0, "sample among the most likely tokens that hold this much probability")
+    # how long, and how many rows at once
+    max_new_tokens: int = setting(300, "longest answer, in tokens (paper: 300)")
+    batch_size: int = setting(32, "rows per generate call")
+    calculator: bool = setting(True, "compute each <<a*b= call and write its result (paper section 3.3)")
 
 
 def pick_next(logits, temperature, top_k, top_p, generator):
@@ -74,8 +82,8 @@ def token_texts(tok) -> list[str]:
 class Calculator:
     """Finds rows that have just opened a calculator call and queues the tokens of its result."""
 
-    def __init__(self, tok, family):
-        self.tok, self.family = tok, family
+    def __init__(self, tok, fmt: Format):
+        self.tok, self.fmt = tok, fmt
         # Only a new token containing "=" can open a call, so most steps decode nothing.
         self.has_equals = torch.tensor(["=" in text for text in token_texts(tok)])
 
@@ -86,11 +94,11 @@ class Calculator:
     def forced_tokens(self, tail_ids: list[int]) -> list[int]:
         """The tokens that write the result and closing marker after the tail, or [] if none apply."""
         text = self.tok.decode(tail_ids)
-        expression = find_open_calculation(text, self.family)
+        expression = self.fmt.find_open_calculation(text)
         result = calculate(expression) if expression is not None else None
         if result is None:
             return []
-        return continuation_ids(self.tok, text, close_calculation(result, self.family))
+        return continuation_ids(self.tok, text, self.fmt.close_calculation(result))
 
 
 def continuation_ids(tok, context: str, addition: str) -> list[int]:
@@ -148,7 +156,7 @@ def generate(model, tok, prompts, max_new_tokens, temperature=0.0, top_k=0, top_
     logits, cache = model.prefill(ids.to(device), mask.to(device), max_new_tokens)
 
     generator = torch.Generator(device=device).manual_seed(seed)
-    calc = Calculator(tok, family_of(model)) if calculator else None
+    calc = Calculator(tok, format_for(model.config.model_type)) if calculator else None
     forced = {}                                        # original row -> queue of forced token ids
     out = torch.full((B, max_new_tokens), pad, dtype=torch.long, device=device)
     lengths = torch.full((B,), max_new_tokens, dtype=torch.long)
@@ -188,60 +196,16 @@ def generate(model, tok, prompts, max_new_tokens, temperature=0.0, top_k=0, top_
     return [out[row, :lengths[row]].tolist() for row in range(B)]
 
 
-def main():
-    ap = argparse.ArgumentParser(description="Sample solutions with our KV-cached sampler and score them.")
-    ap.add_argument("--model", required=True, help="a Hugging Face checkpoint folder (Llama or T5)")
-    ap.add_argument("--data", required=True, help="gsm8k-test, gsm8k-dev, svamp, asdiv, multiarith, or FILE.jsonl")
-    ap.add_argument("--out", required=True, help="JSONL: one line per sample")
-    ap.add_argument("--num-samples", type=int, default=1)
-    ap.add_argument("--temperature", type=float, default=0.0)
-    ap.add_argument("--top-k", type=int, default=0)
-    ap.add_argument("--top-p", type=float, default=1.0)
-    ap.add_argument("--max-new-tokens", type=int, default=300)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--calculator", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32")
-    args = ap.parse_args()
-    if args.temperature == 0 and args.num_samples > 1:
-        ap.error("--num-samples > 1 needs --temperature > 0 (greedy decoding repeats itself)")
-
-    from model import load_pretrained
-    from train_sft import distributed
-    rank, world = distributed()  # under torchrun: each process samples every world-th question
-    device = f"cuda:{rank}" if args.device == "cuda" else args.device
-    model, tok = load_pretrained(args.model, device=device, dtype=getattr(torch, args.dtype))
-    rows = load_dataset(args.data)[: args.limit]
-    records = evaluate_rows(model, tok, rows[rank::world], args.num_samples, args.temperature, args.top_k,
-                            args.top_p, args.max_new_tokens, args.batch_size, args.calculator,
-                            args.seed + 1_000_003 * rank)
-    if world > 1:  # gather every process's records, back in the questions' order
-        shards = [None] * world
-        torch.distributed.all_gather_object(shards, records)
-        order = {row["id"]: i for i, row in enumerate(rows)}
-        records = sorted((r for shard in shards for r in shard), key=lambda r: (order[r["id"]], r["sample"]))
-        if rank != 0:
-            return
-    write_jsonl(args.out, records)
-    summary = summarize(records, args.num_samples)
-    summary_path = args.out.removesuffix(".jsonl") + ".summary.json"
-    with open(summary_path, "w") as f:
-        json.dump({**summary, "data": args.data, "model": args.model, "seed": args.seed}, f, indent=2)
-    print(json.dumps(summary))
-
-
-def evaluate_rows(model, tok, rows, num_samples=1, temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=300,
-                  batch_size=32, calculator=True, seed=0) -> list[dict]:
-    """Sample num_samples answers for every question and score them; one record per sample."""
-    jobs = [(row, k) for row in rows for k in range(num_samples)]
+def evaluate_rows(model, tok, rows, sampling: SamplingConfig, seed=0) -> list[dict]:
+    """Sample sampling.num_samples answers for every question and score them; one record per sample."""
+    fmt = format_for(model.config.model_type)
+    jobs = [(row, k) for row in rows for k in range(sampling.num_samples)]
     records = []
-    for start in tqdm(range(0, len(jobs), batch_size), desc="sampling", unit="batch", leave=False):
-        batch = jobs[start:start + batch_size]
-        prompts = [encode_prompt(model, tok, row["question"]) for row, _ in batch]
-        outputs = generate(model, tok, prompts, max_new_tokens, temperature, top_k, top_p, calculator,
-                           seed=seed + start)
+    for start in tqdm(range(0, len(jobs), sampling.batch_size), desc="sampling", unit="batch", leave=False):
+        batch = jobs[start:start + sampling.batch_size]
+        prompts = [fmt.encode_prompt(tok, row["question"]) for row, _ in batch]
+        outputs = generate(model, tok, prompts, sampling.max_new_tokens, sampling.temperature, sampling.top_k,
+                           sampling.top_p, sampling.calculator, seed=seed + start)
         for (row, k), new_tokens in zip(batch, outputs):
             completion = tok.decode(new_tokens)
             prediction = extract_answer(completion)
@@ -260,6 +224,40 @@ def summarize(records, num_samples) -> dict:
     return {"questions": n, "samples_per_question": num_samples,
             "accuracy": sum(c[0] for c in by_question.values()) / n,
             f"pass@{num_samples}": sum(any(c) for c in by_question.values()) / n}
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Sample solutions with our KV-cached sampler and score them.")
+    ap.add_argument("--model", required=True, help="a Hugging Face checkpoint folder (Llama or T5)")
+    ap.add_argument("--data", required=True, help="gsm8k-test, gsm8k-dev, svamp, asdiv, multiarith, or FILE.jsonl")
+    ap.add_argument("--out", required=True, help="JSONL: one line per sample")
+    add_flags(ap, SamplingConfig)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32")
+    args = ap.parse_args()
+    sampling = from_flags(args, SamplingConfig)
+    if sampling.temperature == 0 and sampling.num_samples > 1:
+        ap.error("--num-samples > 1 needs --temperature > 0 (greedy decoding repeats itself)")
+
+    rank, world = rank_and_world()  # under torchrun: each process samples every world-th question
+    model, tok = load_pretrained(args.model, device=process_device(args.device, rank), dtype=getattr(torch, args.dtype))
+    rows = load_dataset(args.data)[: args.limit]
+    records = evaluate_rows(model, tok, rows[rank::world], sampling, args.seed + 1_000_003 * rank)
+    if world > 1:  # gather every process's records, back in the questions' order
+        shards = [None] * world
+        torch.distributed.all_gather_object(shards, records)
+        order = {row["id"]: i for i, row in enumerate(rows)}
+        records = sorted((r for shard in shards for r in shard), key=lambda r: (order[r["id"]], r["sample"]))
+        if rank != 0:
+            return
+    write_jsonl(args.out, records)
+    summary = summarize(records, sampling.num_samples)
+    summary_path = args.out.removesuffix(".jsonl") + ".summary.json"
+    with open(summary_path, "w") as f:
+        json.dump({**summary, "data": args.data, "model": args.model, "seed": args.seed}, f, indent=2)
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -2,18 +2,20 @@
 
 Two families, following the paper (data_module.py in TianduoWang/DPO-ST):
 
-  llama  decoder-only. Prompt = the Alpaca template around the question;
+  LLAMA  decoder-only. Prompt = the Alpaca template around the question;
          answer = the raw GSM8K rationale, calculator steps written <<48/2=24>>.
-  t5     encoder-decoder. Prompt = the question itself; answer = the rationale
+  T5     encoder-decoder. Prompt = the question itself; answer = the rationale
          rewritten for T5's vocabulary, which has no "<" and no newline:
          <<48/2=24>> becomes [ 48 / 2 = 24] and the lines are joined by spaces.
 
-Both end with "#### N", the final answer the evaluation reads.
+Both end with "#### N", the final answer the evaluation reads. Everything that differs between the
+two is one Format object. A model's format is chosen once, from its checkpoint's config
+(format_for(config.model_type)), and handed to everything that reads or writes text for it.
 """
 
 import re
-
-FAMILIES = ("llama", "t5")
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 ALPACA_PROMPT = (
     "Below is an instruction that describes a task. "
@@ -21,41 +23,95 @@ ALPACA_PROMPT = (
     "### Instruction:\n{question}\n\n### Response:\n"
 )
 
-# A calculator call is OPEN expression EQUALS result CLOSE.
-# llama: "<<48/2=24>>"   t5: "[ 48 / 2 = 24]"
-CALC_OPEN = {"llama": "<<", "t5": "["}
-CALC_EQUALS = {"llama": "=", "t5": "="}
-CALC_CLOSE = {"llama": ">>", "t5": "]"}
-
-# An unfinished call at the very end of the text: the model has just written "=".
-_OPEN_CALCULATION = {
-    "llama": re.compile(r"<<([^<>=]+)=$"),
-    "t5": re.compile(r"\[([^\[\]=]+)=$"),
-}
-
 # The paper's evaluation (eval_greedy.py): the last "#### N" in the completion.
 ANSWER_PATTERN = re.compile(r"#+ (\-?[0-9\.\,]+)")
 
 
-def _check_family(family):
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
+class Example(NamedTuple):
+    """A training example as token ids: what the model reads and what it learns to write."""
+    prompt: list[int]
+    answer: list[int]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.prompt) + len(self.answer)
 
 
-def format_prompt(question, family):
-    """The model's input for a question."""
-    _check_family(family)
-    if family == "llama":
-        return ALPACA_PROMPT.format(question=question)
-    return question  # t5: the encoder reads the bare question
+@dataclass(frozen=True)
+class Format:
+    """What one model family reads and writes. A calculator call is open + expression + equals +
+    result_prefix + result + close: llama "<<48/2=24>>", t5 "[ 48 / 2 = 24]"."""
+    name: str
+    prompt_template: str                  # the model's input; the question goes in {question}
+    rewrite_answer: Callable[[str], str]  # a GSM8K rationale -> this family's training target
+    calc_open: str
+    calc_equals: str
+    calc_close: str
+    result_prefix: str                    # what the sampler writes between "=" and the result
+    prompt_ends_with_eos: bool            # T5's encoder input ends with <eos>; a decoder prompt starts with <bos>
+    copy_separator: str                   # between a question and its copy (copy pretraining)
 
+    def format_prompt(self, question: str) -> str:
+        """The model's input for a question."""
+        return self.prompt_template.format(question=question)
 
-def format_answer(rationale, family):
-    """The training target for a GSM8K-style rationale."""
-    _check_family(family)
-    if family == "llama":
-        return rationale
-    return to_t5_rationale(rationale)
+    def format_answer(self, rationale: str) -> str:
+        """The training target for a GSM8K-style rationale."""
+        return self.rewrite_answer(rationale)
+
+    @property
+    def open_call(self) -> re.Pattern:
+        """An unfinished call at the very end of a text; group 1 is its expression."""
+        markers, equals = self._marker_characters(), re.escape(self.calc_equals)
+        return re.compile(rf"{re.escape(self.calc_open)}([^{markers}{equals}]+){equals}$")
+
+    @property
+    def finished_call(self) -> re.Pattern:
+        """A finished call and the number written after it; groups: expression, result, written."""
+        markers, equals = self._marker_characters(), re.escape(self.calc_equals)
+        return re.compile(rf"{re.escape(self.calc_open)}([^{markers}{equals}]*){equals}([^{markers}]*)"
+                          rf"{re.escape(self.calc_close)}\s*([0-9.,-]*)")
+
+    def _marker_characters(self) -> str:
+        """The characters of both markers, escaped for a [...] class: "<>" for llama, "\\[\\]" for t5."""
+        return re.escape("".join(dict.fromkeys(self.calc_open + self.calc_close)))
+
+    def find_open_calculation(self, text: str) -> str | None:
+        """The expression of an unfinished calculator call that `text` ends with, else None.
+
+        llama: "... is 48/2 = <<48/2="  -> "48/2"
+        t5:    "... is 48 / 2 = [ 48 / 2 ="  -> "48 / 2"
+        """
+        match = self.open_call.search(text)
+        if match is None or not match.group(1).strip():
+            return None
+        return match.group(1).strip()
+
+    def close_calculation(self, result: str) -> str:
+        """What the sampler appends after the "=" of an open call: the result and the closing marker."""
+        return f"{self.result_prefix}{result}{self.calc_close}"
+
+    def encode_prompt(self, tok, question: str) -> list[int]:
+        """Prompt ids as the model reads them. Llama: <bos> prompt.  T5: question <eos>.
+        `tok` is any tokenizer with encode() and bos/eos ids."""
+        return self._wrap_prompt(tok, tok.encode(self.format_prompt(question)))
+
+    def encode_example(self, tok, question: str, answer_text: str) -> Example:
+        """(prompt ids, answer ids): the answer ends with <eos>. Prompt and answer are encoded
+        separately, so sampling sees the same prompt tokens as training."""
+        return Example(self.encode_prompt(tok, question), tok.encode(answer_text) + [tok.eos_id])
+
+    def encode_copy_example(self, tok, question: str) -> Example:
+        """(prompt ids, target ids) for the base model's copy pretraining: read a question, write it again.
+        Llama: <bos> question "\\n" | question <eos>.  T5: question <eos> | question <eos>."""
+        question_ids = tok.encode(question)
+        separator = tok.encode(self.copy_separator) if self.copy_separator else []
+        return Example(self._wrap_prompt(tok, question_ids) + separator, question_ids + [tok.eos_id])
+
+    def _wrap_prompt(self, tok, ids: list[int]) -> list[int]:
+        if self.prompt_ends_with_eos:
+            return ids + [tok.eos_id]
+        return ([tok.bos_id] if tok.bos_id is not None else []) + ids
 
 
 def to_t5_rationale(rationale):
@@ -80,57 +136,20 @@ def to_t5_rationale(rationale):
     return " ".join(lines)
 
 
-def calculator_markers(family):
-    """(open, equals, close) strings around a calculator call for this family."""
-    _check_family(family)
-    return CALC_OPEN[family], CALC_EQUALS[family], CALC_CLOSE[family]
+LLAMA = Format(
+    name="llama", prompt_template=ALPACA_PROMPT, rewrite_answer=lambda rationale: rationale,
+    calc_open="<<", calc_equals="=", calc_close=">>", result_prefix="", prompt_ends_with_eos=False, copy_separator="\n")
+T5 = Format(
+    name="t5", prompt_template="{question}", rewrite_answer=to_t5_rationale,  # the encoder reads the bare question
+    calc_open="[", calc_equals="=", calc_close="]", result_prefix=" ", prompt_ends_with_eos=True, copy_separator="")  # T5's decoder starts afresh
+FORMATS = {"llama": LLAMA, "mistral": LLAMA, "t5": T5}  # by the checkpoint config's model_type
 
 
-def find_open_calculation(text, family):
-    """The expression of an unfinished calculator call that `text` ends with, else None.
-
-    llama: "... is 48/2 = <<48/2="  -> "48/2"
-    t5:    "... is 48 / 2 = [ 48 / 2 ="  -> "48 / 2"
-    """
-    _check_family(family)
-    match = _OPEN_CALCULATION[family].search(text)
-    if match is None or not match.group(1).strip():
-        return None
-    return match.group(1).strip()
-
-
-def close_calculation(result, family):
-    """What the sampler appends after the "=" of an open call: the result and the closing marker."""
-    _check_family(family)
-    if family == "llama":
-        return f"{result}>>"  # <<48/2=24>>
-    return f" {result}]"  # [ 48 / 2 = 24]
-
-
-def encode_example(tok, family, question, answer_text=None):
-    """(prompt ids, answer ids) as the model reads and writes them; `tok` is any tokenizer with
-    encode() and bos/eos ids. Llama: <bos> prompt | answer <eos>.  T5: question <eos> | answer <eos>.
-    Prompt and answer are encoded separately, so sampling sees the same prompt tokens as training."""
-    _check_family(family)
-    prompt = _wrap_prompt(tok, family, tok.encode(format_prompt(question, family)))
-    answer = None if answer_text is None else tok.encode(answer_text) + [tok.eos_id]
-    return prompt, answer
-
-
-def _wrap_prompt(tok, family, ids):
-    """What the model reads: T5's encoder input ends with <eos>; a decoder prompt starts with <bos>."""
-    if family == "t5":
-        return ids + [tok.eos_id]
-    return ([tok.bos_id] if tok.bos_id is not None else []) + ids
-
-
-def encode_copy_example(tok, family, question):
-    """(prompt ids, target ids) for the base model's copy pretraining: read a question, write it again.
-    Llama: <bos> question "\n" | question <eos>.  T5: question <eos> | question <eos>."""
-    _check_family(family)
-    question_ids = tok.encode(question)
-    separator = tok.encode("\n") if family == "llama" else []  # T5's decoder starts afresh
-    return _wrap_prompt(tok, family, question_ids) + separator, question_ids + [tok.eos_id]
+def format_for(model_type: str) -> Format:
+    """The format of a model whose config.json says this model_type: the one place the family is decided."""
+    if model_type not in FORMATS:
+        raise ValueError(f"unknown model_type {model_type!r}; expected one of {', '.join(FORMATS)}")
+    return FORMATS[model_type]
 
 
 def extract_answer(text):

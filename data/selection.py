@@ -1,8 +1,11 @@
 """Turn the model's own samples into training data, as the paper's utils/make_dpo_data.py and
 utils/make_rft_data.py (TianduoWang/DPO-ST) do it.
 
-    pairs = build_pairs(samples, labeled)                # DPO step (paper section 3.2)
-    rows = build_pseudo_labels(samples, questions)       # SFT step on pseudo-labels
+    pairs = build_pairs(samples, labeled, fmt)           # DPO step (paper section 3.2)
+    rows = build_pseudo_labels(samples, questions, fmt)  # SFT step on pseudo-labels
+
+`fmt` is the model's Format (data/formats.py): it writes gold rationales the way the model's own
+samples are written, and reads their calculator calls.
 
 A sample is one line the sampler writes: {"id", "question", "sample", "completion", "prediction",
 "gold", "correct"}. A question row is a dataset row: {"id", "question", "answer", "gold"}, where
@@ -30,7 +33,7 @@ Plain Python standard library only.
 
 import re
 
-from data.formats import extract_answer, format_answer, is_correct
+from data.formats import Format, extract_answer, is_correct
 
 SIMILARITY_THRESHOLD = 0.7  # paper: sim_threshold = 0.7 in both scripts
 PAIRS_PER_QUESTION = 3      # paper: p_ls[:3], the 3 least similar pairs per question
@@ -69,8 +72,8 @@ def dedup(texts, tokenize=str.split, threshold=SIMILARITY_THRESHOLD):
 
 # --- DPO step: preference pairs ------------------------------------------------------
 
-def build_pairs(samples, labeled, tokenize=str.split, pairs_per_question=PAIRS_PER_QUESTION,
-                threshold=SIMILARITY_THRESHOLD, family="llama", verify_calculations=False):
+def build_pairs(samples, labeled, fmt: Format, tokenize=str.split, pairs_per_question=PAIRS_PER_QUESTION,
+                threshold=SIMILARITY_THRESHOLD, verify_calculations=False):
     """Preference pairs {"id", "prompt", "chosen", "rejected"} from sampled rationales (make_dpo_data).
 
     Per question of `labeled`, in its order (samples of several rounds are simply pooled):
@@ -80,7 +83,6 @@ def build_pairs(samples, labeled, tokenize=str.split, pairs_per_question=PAIRS_P
       4. positives and negatives are de-duplicated separately (Jaccard > threshold);
       5. every positive x negative pair is ranked by Jaccard similarity, least similar first,
          and the first `pairs_per_question` are kept.
-    `family` writes the gold rationale the way the samples are written (format_answer).
     verify_calculations: a positive must also pass calculations_check_out (not in the paper).
     Samples of questions not in `labeled` are ignored.
     """
@@ -90,13 +92,13 @@ def build_pairs(samples, labeled, tokenize=str.split, pairs_per_question=PAIRS_P
     pairs = []
     for row in labeled:
         own_samples = samples_by_question.get(row["id"], [])
-        verdicts = [_is_positive(s, row["gold"], verify_calculations, family) for s in own_samples]
+        verdicts = [_is_positive(s, row["gold"], fmt, verify_calculations) for s in own_samples]
         positives = [s["completion"] for s, good in zip(own_samples, verdicts) if good]
         negatives = [s["completion"] for s, good in zip(own_samples, verdicts) if not good]
         if not negatives:
             continue  # paper: `if len(item['negatives']) == 0: continue`
         if row.get("answer") is not None:
-            positives = [format_answer(row["answer"], family)] + positives  # paper: [gold_rationale] + positives
+            positives = [fmt.format_answer(row["answer"])] + positives  # paper: [gold_rationale] + positives
         positives = dedup(positives, tokenize, threshold)
         negatives = dedup(negatives, tokenize, threshold)
 
@@ -132,8 +134,8 @@ def solution_cap(counts, percentile=CAP_PERCENTILE):
     return ordered[below] + (ordered[above] - ordered[below]) * hundredths // 100
 
 
-def build_pseudo_labels(samples, questions, tokenize=str.split, threshold=SIMILARITY_THRESHOLD,
-                        cap_percentile=CAP_PERCENTILE, previous=None, family="llama", verify_calculations=False):
+def build_pseudo_labels(samples, questions, fmt: Format, tokenize=str.split, threshold=SIMILARITY_THRESHOLD,
+                        cap_percentile=CAP_PERCENTILE, previous=None, verify_calculations=False):
     """Pseudo-labelled rationales {"id", "question", "answer", "gold"} for SFT (make_rft_data).
 
     Per question of `questions`, in its order:
@@ -145,17 +147,17 @@ def build_pseudo_labels(samples, questions, tokenize=str.split, threshold=SIMILA
          counts being those of step 2 over questions with at least one solution. The cap stops a
          few easy questions from filling the training set.
     verify_calculations: a kept sample must also pass calculations_check_out (not in the paper).
-    Rows have the dataset shape; "answer" is written as format_answer(..., family) writes it.
+    Rows have the dataset shape; "answer" is written as fmt.format_answer writes it.
     Samples and previous rows of questions not in `questions` are ignored.
     """
     samples_by_question = _group_by_question(samples)
     previous_by_question = _group_by_question(previous or [])
     solutions = {}
     for row in questions:
-        candidates = [format_answer(row["answer"], family)] if row.get("answer") is not None else []
+        candidates = [fmt.format_answer(row["answer"])] if row.get("answer") is not None else []
         candidates += [earlier["answer"] for earlier in previous_by_question.get(row["id"], [])]
         candidates += [s["completion"] for s in samples_by_question.get(row["id"], [])
-                       if _is_positive(s, row["gold"], verify_calculations, family)]
+                       if _is_positive(s, row["gold"], fmt, verify_calculations)]
         kept = dedup(candidates, tokenize, threshold)
         if kept:
             solutions[row["id"]] = kept
@@ -172,14 +174,11 @@ def build_pseudo_labels(samples, questions, tokenize=str.split, threshold=SIMILA
 
 # --- a stricter verdict than the final answer (not in the paper) ------------------------
 
-# A calculator call and the number written after it. llama: "<<48/2=24>>24"   t5: "[ 48 / 2 = 24] 24"
-_CALL = {"llama": re.compile(r"<<([^<>=]*)=([^<>]*)>>\s*([0-9.,-]*)"),
-         "t5": re.compile(r"\[([^\[\]=]*)=([^\[\]]*)\]\s*([0-9.,-]*)")}
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _NUMBER_WORDS = {"twice": "2", "double": "2", "half": "2", "triple": "3", "dozen": "12"}  # "half as many" is x/2
 
 
-def calculations_check_out(question, rationale, family="llama"):
+def calculations_check_out(question, rationale, fmt: Format):
     """Whether a rationale reaches its answer by calculations one can follow, not by luck.
 
     With small numbers, a wrong rationale often lands on the right final answer ("88/4 = 22 ...
@@ -192,7 +191,8 @@ def calculations_check_out(question, rationale, family="llama"):
     use some (60 minutes, 12 months), so its presets leave this off."""
     known = set(_NUMBER.findall(question)) | {n for word, n in _NUMBER_WORDS.items() if word in question.lower()}
     last = None
-    for expression, result, written in _CALL[family].findall(rationale):
+    # Each call and the number written after it. llama: "<<48/2=24>>24"   t5: "[ 48 / 2 = 24] 24"
+    for expression, result, written in fmt.finished_call.findall(rationale):
         result = result.strip()
         uses_unknown_number = not set(_NUMBER.findall(expression)) <= known
         if not _NUMBER.fullmatch(result) or uses_unknown_number or written.rstrip(".,") != result:
@@ -213,9 +213,9 @@ def _group_by_question(rows):
     return by_question
 
 
-def _is_positive(sample, gold, verify_calculations=False, family="llama"):
+def _is_positive(sample, gold, fmt: Format, verify_calculations=False):
     """Paper: a sample is positive when its final answer is right; the sampler's verdict when it wrote one."""
     right = sample["correct"] if "correct" in sample else is_correct(extract_answer(sample["completion"]), gold)
     if verify_calculations:
-        return bool(right) and calculations_check_out(sample["question"], sample["completion"], family)
+        return bool(right) and calculations_check_out(sample["question"], sample["completion"], fmt)
     return bool(right)

@@ -338,23 +338,23 @@ class ByteLevelBPETokenizer:
         _save_files(self.files, folder, {"tokenizer_class": "PreTrainedTokenizerFast", **self.special_tokens})
 
 
-def train_sentencepiece(texts, vocab_size, folder, family="llama"):
+def train_sentencepiece(texts, vocab_size, folder, model_type):
     """Train a small sentencepiece BPE on `texts` (for a model trained from scratch) and load it.
 
     Digits are split into single tokens, so numbers are copied digit by digit, and byte fallback
-    makes every string encodable. Llama layout (tokenizer.model: unk 0, bos 1, eos 2, pad 3) keeps
-    newlines and spaces as they are; T5 layout (spiece.model: pad 0, eos 1, unk 2) normalizes them,
-    as T5's own vocabulary does.
+    makes every string encodable. For model_type "t5", T5's layout (spiece.model: pad 0, eos 1, unk 2)
+    normalizes newlines and spaces, as T5's own vocabulary does; for the decoder-only models, Llama's
+    layout (tokenizer.model: unk 0, bos 1, eos 2, pad 3) keeps them as they are.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     layout = (dict(pad_id=0, eos_id=1, unk_id=2, bos_id=-1, normalization_rule_name="nmt_nfkc")
-              if family == "t5" else
+              if model_type == "t5" else
               dict(unk_id=0, bos_id=1, eos_id=2, pad_id=3, normalization_rule_name="identity",
                    remove_extra_whitespaces=False, user_defined_symbols=["\n"]))
-    name = "spiece" if family == "t5" else "tokenizer"
+    name = "spiece" if model_type == "t5" else "tokenizer"
     spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_prefix=str(folder / name),
                                    vocab_size=vocab_size, model_type="bpe", split_digits=True, byte_fallback=True,
                                    character_coverage=1.0, minloglevel=2, **layout)
     (folder / f"{name}.vocab").unlink()
-    return load_tokenizer(folder, "t5" if family == "t5" else "llama")
+    return load_tokenizer(folder, model_type)

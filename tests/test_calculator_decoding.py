@@ -7,7 +7,7 @@ import torch
 from conftest import ASSETS
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from data import calculate, close_calculation
+from data import LLAMA, T5, calculate
 from model import load_tokenizer
 from sample import continuation_ids, generate
 from test_tokenizer import LLAMA3_PATTERN
@@ -48,22 +48,22 @@ def asset(folder, subfolder, name, model_type):
 
 
 TOKENIZERS = {
-    "t5-sentencepiece": (lambda f: asset(f, "t5", "spiece.model", "t5"), "t5"),
-    "mistral-sentencepiece": (lambda f: asset(f, "mistral", "tokenizer.model", "llama"), "llama"),
-    "byte-level-bpe": (byte_level_bpe, "llama"),
-    "tiny-sentencepiece": (tiny_sentencepiece, "llama"),
+    "t5-sentencepiece": (lambda f: asset(f, "t5", "spiece.model", "t5"), T5),
+    "mistral-sentencepiece": (lambda f: asset(f, "mistral", "tokenizer.model", "llama"), LLAMA),
+    "byte-level-bpe": (byte_level_bpe, LLAMA),
+    "tiny-sentencepiece": (tiny_sentencepiece, LLAMA),
 }
 
 
 @pytest.mark.parametrize("name", TOKENIZERS)
 def test_forced_tokens_write_exactly_the_result(tmp_path, name):
-    make, family = TOKENIZERS[name]
+    make, fmt = TOKENIZERS[name]
     tok = make(tmp_path)
     for expression in EXPRESSIONS:
         result = calculate(expression)
-        opened = f"<<{expression}=" if family == "llama" else f"[ {expression.replace('*', ' * ')} ="
+        opened = f"<<{expression}=" if fmt is LLAMA else f"[ {expression.replace('*', ' * ')} ="
         context_ids = tok.encode(f"She paid {expression} = {opened}")
-        addition = close_calculation(result, family)
+        addition = fmt.close_calculation(result)
         forced = continuation_ids(tok, tok.decode(context_ids), addition)
         assert forced, (expression, result)
         assert tok.decode(context_ids + forced) == tok.decode(context_ids) + addition
@@ -83,7 +83,8 @@ class ScriptedModel(torch.nn.Module):
         super().__init__()
         self.scripts, self.vocab_size = scripts, vocab_size
         self.lm_head = torch.nn.Linear(1, 1)
-        self.config = type("Config", (), {"is_encoder_decoder": is_encoder_decoder})()
+        self.config = type("Config", (), {"is_encoder_decoder": is_encoder_decoder,
+                                          "model_type": "t5" if is_encoder_decoder else "llama"})()
 
     def logits(self, cache):
         out = torch.zeros(len(cache.rows), self.vocab_size)
@@ -102,9 +103,9 @@ class ScriptedModel(torch.nn.Module):
 
 @pytest.mark.parametrize("name", ["mistral-sentencepiece", "byte-level-bpe", "tiny-sentencepiece", "t5-sentencepiece"])
 def test_generate_forces_the_calculator_result(tmp_path, name):
-    make, family = TOKENIZERS[name]
+    make, fmt = TOKENIZERS[name]
     tok = make(tmp_path)
-    if family == "llama":
+    if fmt is LLAMA:
         texts = ["So 7*6 = <<7*6=99>>99 eggs.", "Then 48/2 = <<48/2=20>>20 and 5-8 = <<5-8=3>>3 left.",
                  "No call here: 3 = 3."]
         want = ["<<7*6=42>>", "<<48/2=24>>", "<<5-8=-3>>"]
@@ -112,7 +113,7 @@ def test_generate_forces_the_calculator_result(tmp_path, name):
         texts = ["So 7 * 6 = [ 7 * 6 = 99] 99 eggs.", "Then 48 / 2 = [ 48 / 2 = 20] 20 left.", "No call: 3 = 3."]
         want = ["[ 7 * 6 = 42]", "[ 48 / 2 = 24]"]
     scripts = [tok.encode(t) + [tok.eos_id] for t in texts]
-    model = ScriptedModel(scripts, tok.vocab_size, is_encoder_decoder=family == "t5")
+    model = ScriptedModel(scripts, tok.vocab_size, is_encoder_decoder=fmt is T5)
     prompts = [[5]] * len(scripts)
     with_calc = [tok.decode(out) for out in generate(model, tok, prompts, 80, calculator=True)]
     without = [tok.decode(out) for out in generate(model, tok, prompts, 80, calculator=False)]

@@ -13,16 +13,7 @@ from conftest import require_file
 
 from data.calculator import calculate
 from data.datasets import DATASET_NAMES, load_dataset, read_asdiv, split_train_dev
-from data.formats import (
-    calculator_markers,
-    close_calculation,
-    encode_copy_example,
-    extract_answer,
-    find_open_calculation,
-    format_answer,
-    format_prompt,
-    is_correct,
-)
+from data.formats import LLAMA, T5, extract_answer, format_for, is_correct
 from data.jsonl import read_jsonl, write_jsonl
 from data.synthetic import DISTRACTORS, HELD_OUT_DISTRACTORS, OOD_TEMPLATES, TEMPLATES, make_synthetic
 
@@ -37,17 +28,17 @@ NATALIA = ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
 # --- formats -----------------------------------------------------------------------
 
 def test_alpaca_prompt_exact_text():
-    assert format_prompt("What is 2+3?", "llama") == (
+    assert LLAMA.format_prompt("What is 2+3?") == (
         "Below is an instruction that describes a task. Write a response that appropriately "
         "completes the request.\n\n### Instruction:\nWhat is 2+3?\n\n### Response:\n")
 
 
 def test_t5_prompt_is_the_question():
-    assert format_prompt("What is 2+3?", "t5") == "What is 2+3?"
+    assert T5.format_prompt("What is 2+3?") == "What is 2+3?"
 
 
 def test_llama_answer_is_the_raw_rationale():
-    assert format_answer(NATALIA, "llama") == NATALIA
+    assert LLAMA.format_answer(NATALIA) == NATALIA
 
 
 @pytest.mark.parametrize("rationale, expected", [
@@ -60,7 +51,7 @@ def test_llama_answer_is_the_raw_rationale():
     ("Total:5*2 = <<5*2=10>>10\n#### 10", "Total: 5 * 2 = [ 5 * 2 = 10] 10. #### 10"),
 ])
 def test_t5_rewrite(rationale, expected):
-    assert format_answer(rationale, "t5") == expected
+    assert T5.format_answer(rationale) == expected
 
 
 class CharTok:  # a stand-in tokenizer: one id per character
@@ -73,43 +64,43 @@ class CharTok:  # a stand-in tokenizer: one id per character
 def test_copy_example_reads_the_question_then_writes_it_again():
     q = "Mia has 7 pens."
     ids = [ord(c) for c in q]
-    assert encode_copy_example(CharTok(), "llama", q) == ([1] + ids + [ord("\n")], ids + [2])
-    assert encode_copy_example(CharTok(), "t5", q) == (ids + [2], ids + [2])  # no bos in T5
+    assert LLAMA.encode_copy_example(CharTok(), q) == ([1] + ids + [ord("\n")], ids + [2])
+    assert T5.encode_copy_example(CharTok(), q) == (ids + [2], ids + [2])  # no bos in T5
 
 
 def test_unknown_family_is_an_error():
     with pytest.raises(ValueError, match="llama"):
-        format_prompt("q", "gpt5")
+        format_for("gpt5")
 
 
 def test_calculator_markers():
-    assert calculator_markers("llama") == ("<<", "=", ">>")
-    assert calculator_markers("t5") == ("[", "=", "]")
+    assert (LLAMA.calc_open, LLAMA.calc_equals, LLAMA.calc_close) == ("<<", "=", ">>")
+    assert (T5.calc_open, T5.calc_equals, T5.calc_close) == ("[", "=", "]")
 
 
-@pytest.mark.parametrize("text, family, expected", [
-    ("Natalia sold 48/2 = <<48/2=", "llama", "48/2"),
-    ("So <<1+1=2>>2 and then <<2*3=", "llama", "2*3"),
-    ("Natalia sold 48/2 = <<48/2=24>>24", "llama", None),  # already closed
-    ("Natalia sold 48/2 = <<48/2=2", "llama", None),  # result already started
-    ("Natalia sold 48/2 =", "llama", None),  # no call opened
-    ("<<=", "llama", None),
-    ("Natalia sold 48 / 2 = [ 48 / 2 =", "t5", "48 / 2"),
-    ("sold [ 1 + 1 = 2] 2 then [ 2 * 3 =", "t5", "2 * 3"),
-    ("Natalia sold 48 / 2 = [ 48 / 2 = 24]", "t5", None),
-    ("Natalia sold 48/2 = <<48/2=", "t5", None),  # the other family's marker
+@pytest.mark.parametrize("text, fmt, expected", [
+    ("Natalia sold 48/2 = <<48/2=", LLAMA, "48/2"),
+    ("So <<1+1=2>>2 and then <<2*3=", LLAMA, "2*3"),
+    ("Natalia sold 48/2 = <<48/2=24>>24", LLAMA, None),  # already closed
+    ("Natalia sold 48/2 = <<48/2=2", LLAMA, None),  # result already started
+    ("Natalia sold 48/2 =", LLAMA, None),  # no call opened
+    ("<<=", LLAMA, None),
+    ("Natalia sold 48 / 2 = [ 48 / 2 =", T5, "48 / 2"),
+    ("sold [ 1 + 1 = 2] 2 then [ 2 * 3 =", T5, "2 * 3"),
+    ("Natalia sold 48 / 2 = [ 48 / 2 = 24]", T5, None),
+    ("Natalia sold 48/2 = <<48/2=", T5, None),  # the other family's marker
 ])
-def test_find_open_calculation(text, family, expected):
-    assert find_open_calculation(text, family) == expected
+def test_find_open_calculation(text, fmt, expected):
+    assert fmt.find_open_calculation(text) == expected
 
 
-@pytest.mark.parametrize("family, prefix, full", [
-    ("llama", "Natalia sold 48/2 = <<48/2=", "Natalia sold 48/2 = <<48/2=24>>"),
-    ("t5", "Natalia sold 48 / 2 = [ 48 / 2 =", "Natalia sold 48 / 2 = [ 48 / 2 = 24]"),
+@pytest.mark.parametrize("fmt, prefix, full", [
+    (LLAMA, "Natalia sold 48/2 = <<48/2=", "Natalia sold 48/2 = <<48/2=24>>"),
+    (T5, "Natalia sold 48 / 2 = [ 48 / 2 =", "Natalia sold 48 / 2 = [ 48 / 2 = 24]"),
 ])
-def test_calculator_call_closes_in_the_training_format(family, prefix, full):
-    result = calculate(find_open_calculation(prefix, family))
-    assert prefix + close_calculation(result, family) == full
+def test_calculator_call_closes_in_the_training_format(fmt, prefix, full):
+    result = calculate(fmt.find_open_calculation(prefix))
+    assert prefix + fmt.close_calculation(result) == full
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -336,7 +327,7 @@ def test_real_gsm8k_rationales_end_with_their_gold():
 @pytest.mark.usefixtures("needs_real_data")
 def test_real_t5_answers_have_no_markers_or_newlines():
     for row in load_dataset("gsm8k-dev", REAL_DATA):
-        t5_answer = format_answer(row["answer"], "t5")
+        t5_answer = T5.format_answer(row["answer"])
         assert "<<" not in t5_answer and ">>" not in t5_answer and "\n" not in t5_answer
         assert extract_answer(t5_answer) == row["gold"]
 
@@ -447,11 +438,10 @@ def test_synthetic_cli_writes_one_file_per_split(tmp_path):
 
 def test_t5_rewrite_is_idempotent():
     """Pseudo-labels sampled from a T5 model are already in T5 form; formatting them again changes nothing."""
-    from data import format_answer
     rationales = ["Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips.\n#### 72",
                   "She pays $5*3=$<<5*3=15>>15.\nTotal:15 - 4 = <<15-4=11>>11 left\n#### 11",
                   "It is 2.5 - 3 = <<2.5-3=-0.5>>-0.5\n#### -0.5"]
     for rationale in rationales:
-        once = format_answer(rationale, "t5")
-        assert format_answer(once, "t5") == once
+        once = T5.format_answer(rationale)
+        assert T5.format_answer(once) == once
         assert once.endswith("#### " + rationale.rsplit("#### ", 1)[1])

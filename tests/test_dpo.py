@@ -1,5 +1,4 @@
 """DPO: the loss against hand-computed values, its gradient, one step's effect, the frozen reference."""
-import argparse
 import copy
 import json
 import math
@@ -7,11 +6,11 @@ import math
 import pytest
 import torch
 
-from dpo import add_dpo_arguments, dpo_loss, pair_logps, read_pairs, train_dpo
+from data import LLAMA
+from dpo import DPOConfig, Pair, dpo_loss, pair_logps, read_pairs, train_dpo
 from model import init_from_config
-from train_sft import TrainConfig
 
-LLAMA = {"model_type": "llama", "vocab_size": 50, "hidden_size": 32, "intermediate_size": 48,
+LLAMA_CONFIG = {"model_type": "llama", "vocab_size": 50, "hidden_size": 32, "intermediate_size": 48,
          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
 
 
@@ -50,12 +49,6 @@ def test_gradient_raises_chosen_and_lowers_rejected(case):
     assert chosen.grad.item() < 0 < rejected.grad.item()  # descent raises chosen, lowers rejected
 
 
-def dpo_args(*argv):
-    ap = argparse.ArgumentParser()
-    add_dpo_arguments(ap)
-    return ap.parse_args(list(argv))
-
-
 class Tok:
     pad_id, eos_id, bos_id = 0, 2, 1
 
@@ -63,7 +56,7 @@ class Tok:
 def make_pairs(n=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     rand = lambda lo, hi: torch.randint(3, 50, (int(torch.randint(lo, hi, (1,), generator=g)),), generator=g).tolist()  # noqa: E731
-    return [(rand(2, 6), rand(2, 6) + [2], rand(2, 6) + [2]) for _ in range(n)]
+    return [Pair(rand(2, 6), rand(2, 6) + [2], rand(2, 6) + [2]) for _ in range(n)]
 
 
 def margin(model, ref, pairs):
@@ -75,23 +68,22 @@ def margin(model, ref, pairs):
 
 def test_one_step_raises_the_margin_and_the_reference_is_untouched():
     pairs = make_pairs()
-    policy = init_from_config(LLAMA, seed=0)
+    policy = init_from_config(LLAMA_CONFIG, seed=0)
     ref = copy.deepcopy(policy)
     before = {k: v.clone() for k, v in ref.state_dict().items()}
     assert margin(policy, ref, pairs) == 0.0  # policy == reference at the start
-    train_dpo(policy, Tok(), pairs, TrainConfig(lr=1e-3, steps=1, batch_size=8, warmup_ratio=0.0), dpo_args(),
-              ref_model=ref)
+    train_dpo(policy, Tok(), pairs, DPOConfig(lr=1e-3, steps=1, batch_size=8, warmup_ratio=0.0), ref_model=ref)
     assert margin(policy, ref, pairs) > 0
     assert all(torch.equal(before[k], v) for k, v in ref.state_dict().items())  # bitwise
 
 
 def test_precomputed_reference_gives_the_same_losses(tmp_path):
     pairs = make_pairs(12)
-    cfg = TrainConfig(lr=1e-3, steps=3, batch_size=6, micro_batch_size=4, warmup_ratio=0.0)
     logs = []
-    for flags in ([], ["--precompute-ref"]):
-        train_dpo(init_from_config(LLAMA, seed=0), Tok(), pairs, cfg, dpo_args("--nll-alpha", "0.5", *flags),
-                  log_path=tmp_path / "log.jsonl")
+    for precompute_ref in (False, True):
+        cfg = DPOConfig(lr=1e-3, steps=3, batch_size=6, micro_batch_size=4, warmup_ratio=0.0, nll_alpha=0.5,
+                        precompute_ref=precompute_ref)
+        train_dpo(init_from_config(LLAMA_CONFIG, seed=0), Tok(), pairs, cfg, log_path=tmp_path / "log.jsonl")
         logs.append([json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()])
     for frozen, precomputed in zip(*logs):
         for key in ("loss", "dpo_loss", "rewards_chosen", "rewards_rejected", "reward_margin"):
@@ -99,11 +91,11 @@ def test_precomputed_reference_gives_the_same_losses(tmp_path):
 
 
 def test_nan_loss_stops_with_a_message():
-    policy = init_from_config(LLAMA, seed=0)
+    policy = init_from_config(LLAMA_CONFIG, seed=0)
     with torch.no_grad():
         policy.model.norm.weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="non-finite loss or gradient at step 0"):
-        train_dpo(policy, Tok(), make_pairs(), TrainConfig(steps=2, batch_size=8), dpo_args())
+        train_dpo(policy, Tok(), make_pairs(), DPOConfig(steps=2, batch_size=8))
 
 
 class TextTok(Tok):
@@ -115,13 +107,13 @@ def test_bad_pairs_files(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text("")
     with pytest.raises(ValueError, match="pairs.jsonl: no preference pairs"):
-        read_pairs(path, TextTok(), "llama")
+        read_pairs(path, TextTok(), LLAMA)
     path.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": "a"\n')
     with pytest.raises(ValueError, match="pairs.jsonl line 2"):
-        read_pairs(path, TextTok(), "llama")
+        read_pairs(path, TextTok(), LLAMA)
     path.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": "a"}\n')
     with pytest.raises(ValueError, match="pairs.jsonl line 2: missing or non-text field 'rejected'"):
-        read_pairs(path, TextTok(), "llama")
+        read_pairs(path, TextTok(), LLAMA)
     path.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
-    (prompt, chosen, rejected), = read_pairs(path, TextTok(), "llama")
+    (prompt, chosen, rejected, _, _), = read_pairs(path, TextTok(), LLAMA)
     assert chosen[-1] == rejected[-1] == 2 and prompt[0] == 1  # eos ends answers, bos starts the prompt

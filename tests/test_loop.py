@@ -63,7 +63,7 @@ def test_smoke_run_writes_every_stage_and_the_report(tmp_path, family, method):
     if method == "dpo-st":
         pairs = [json.loads(line) for line in lines(out / "pairs-1" / "pairs.jsonl")]
         n_labeled = len(lines(out / "data" / "labeled.jsonl"))
-        assert f"   {len(pairs)} pairs from {len({p['prompt'] for p in pairs})} of {n_labeled} questions" in stdout
+        assert f"   {len(pairs)} pairs from {len({p['id'] for p in pairs})} of {n_labeled} questions" in stdout
 
 
 def kill_when(process, ready, timeout=120):
@@ -143,10 +143,10 @@ def test_every_preset_loads_without_unknown_keys(preset):
 
 def test_time_left_ignores_the_one_off_stages_and_guesses_unseen_kinds_by_the_mean(tmp_path):
     sys.path.insert(0, str(ROOT))
-    from loop import Run
+    from loop import Run, load_config
 
     plan = ["data", "base", "sft-0", "samples-1", "pairs-1", "dpo-1", "sft-1", "control"]
-    run = Run(tmp_path, {"seed": 0}, "dpo-st", plan)
+    run = Run(tmp_path, load_config(ROOT / "configs" / "smoke.json"), "dpo-st", plan)
 
     def finished(name, seconds):
         (tmp_path / name).mkdir()

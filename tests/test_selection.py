@@ -6,6 +6,7 @@ Jaccard similarity can be checked by counting: |A & B| / |A | B| over the sets o
 
 import pytest
 
+from data.formats import LLAMA, T5
 from data.selection import build_pairs, build_pseudo_labels, calculations_check_out, dedup, jaccard, solution_cap
 
 
@@ -109,14 +110,14 @@ ALL_Q1_PAIRS = [
 
 
 def test_pairs_keeps_the_three_least_similar_in_order():
-    assert build_pairs(Q1_SAMPLES, [question_row("q1", GOLD)]) == ALL_Q1_PAIRS[:3]
+    assert build_pairs(Q1_SAMPLES, [question_row("q1", GOLD)], LLAMA) == ALL_Q1_PAIRS[:3]
 
 
 def test_pairs_dedups_positives_and_negatives_and_ranks_every_pair():
     # With room for all pairs: 3 positives x 2 negatives, so P2, P3 and N2 were dropped.
-    pairs = build_pairs(Q1_SAMPLES, [question_row("q1", GOLD)], pairs_per_question=10)
+    pairs = build_pairs(Q1_SAMPLES, [question_row("q1", GOLD)], LLAMA, pairs_per_question=10)
     assert pairs == ALL_Q1_PAIRS
-    assert build_pairs(Q1_SAMPLES, [question_row("q1", GOLD)], pairs_per_question=1) == ALL_Q1_PAIRS[:1]
+    assert build_pairs(Q1_SAMPLES, [question_row("q1", GOLD)], LLAMA, pairs_per_question=1) == ALL_Q1_PAIRS[:1]
 
 
 def test_pairs_skip_a_question_without_negatives_even_with_gold():
@@ -124,24 +125,24 @@ def test_pairs_skip_a_question_without_negatives_even_with_gold():
                sample("q2", "e f", True), sample("q2", "g h", False)]
     labeled = [question_row("q1", "x y"), question_row("q2", "x y")]
     # q2: positives [gold "x y", "e f"], negative "g h": both pairs 0, in positive order.
-    assert build_pairs(samples, labeled) == [pair("q2", "x y", "g h"), pair("q2", "e f", "g h")]
+    assert build_pairs(samples, labeled, LLAMA) == [pair("q2", "x y", "g h"), pair("q2", "e f", "g h")]
 
 
 def test_gold_is_a_positive_when_no_sample_is_correct():
     samples = [sample("q1", "a b", False), sample("q1", "c d", False)]
-    assert build_pairs(samples, [question_row("q1", "g h")]) == [
+    assert build_pairs(samples, [question_row("q1", "g h")], LLAMA) == [
         pair("q1", "g h", "a b"), pair("q1", "g h", "c d")]
     # No gold and no correct sample: nothing to choose.
-    assert build_pairs(samples, [question_row("q1", None)]) == []
+    assert build_pairs(samples, [question_row("q1", None)], LLAMA) == []
 
 
 def test_pairs_pool_samples_of_two_rounds():
     round_1 = [sample("q1", "a b c", True)]
     round_2 = [sample("q1", "x y z", False)]
     labeled = [question_row("q1", None)]  # no gold: the positive must come from round 1
-    assert build_pairs(round_1, labeled) == []  # no negative
-    assert build_pairs(round_2, labeled) == []  # no positive
-    assert build_pairs(round_1 + round_2, labeled) == [pair("q1", "a b c", "x y z")]
+    assert build_pairs(round_1, labeled, LLAMA) == []  # no negative
+    assert build_pairs(round_2, labeled, LLAMA) == []  # no positive
+    assert build_pairs(round_1 + round_2, labeled, LLAMA) == [pair("q1", "a b c", "x y z")]
 
 
 def test_pairs_follow_the_order_of_labeled():
@@ -149,7 +150,7 @@ def test_pairs_follow_the_order_of_labeled():
                sample("qB", "c", True), sample("qB", "d", False),
                sample("qX", "e", True), sample("qX", "f", False)]  # qX is not labeled: ignored
     labeled = [question_row("qB", None), question_row("qA", None)]
-    assert build_pairs(samples, labeled) == [pair("qB", "c", "d"), pair("qA", "a", "b")]
+    assert build_pairs(samples, labeled, LLAMA) == [pair("qB", "c", "d"), pair("qA", "a", "b")]
 
 
 def test_pairs_recompute_correctness_when_the_sample_has_no_verdict():
@@ -158,7 +159,7 @@ def test_pairs_recompute_correctness_when_the_sample_has_no_verdict():
                {"id": "q1", "completion": "I do not know"}]
     # gold is 5. Positive "two plus three #### 5"; vs "two plus two #### 4": {two,plus,####} over
     # {two,plus,three,####,5,4} = 3/6 = 0.5; vs "I do not know": 0. Least similar first.
-    assert build_pairs(samples, [question_row("q1", None)]) == [
+    assert build_pairs(samples, [question_row("q1", None)], LLAMA) == [
         pair("q1", "two plus three #### 5", "I do not know"),
         pair("q1", "two plus three #### 5", "two plus two #### 4")]
 
@@ -166,20 +167,20 @@ def test_pairs_recompute_correctness_when_the_sample_has_no_verdict():
 def test_pairs_use_the_given_tokenize():
     samples = [sample("q1", "ab", True), sample("q1", "ba", True), sample("q1", "cd", False)]
     # As characters "ba" repeats "ab" (1.0), so one pair; as words they differ, so two.
-    assert build_pairs(samples, [question_row("q1", None)], tokenize=list) == [pair("q1", "ab", "cd")]
-    assert build_pairs(samples, [question_row("q1", None)]) == [pair("q1", "ab", "cd"), pair("q1", "ba", "cd")]
+    assert build_pairs(samples, [question_row("q1", None)], LLAMA, tokenize=list) == [pair("q1", "ab", "cd")]
+    assert build_pairs(samples, [question_row("q1", None)], LLAMA) == [pair("q1", "ab", "cd"), pair("q1", "ba", "cd")]
 
 
 def test_pairs_write_the_gold_rationale_in_the_family_format():
     samples = [sample("q1", "x", False)]
     labeled = [question_row("q1", "He has <<5=5>>5 apples.\n#### 5")]
-    assert build_pairs(samples, labeled, family="t5") == [pair("q1", "He has 5 apples. #### 5", "x")]
-    assert build_pairs(samples, labeled) == [pair("q1", "He has <<5=5>>5 apples.\n#### 5", "x")]
+    assert build_pairs(samples, labeled, T5) == [pair("q1", "He has 5 apples. #### 5", "x")]
+    assert build_pairs(samples, labeled, LLAMA) == [pair("q1", "He has <<5=5>>5 apples.\n#### 5", "x")]
 
 
 def test_pairs_per_question_must_be_positive():
     with pytest.raises(ValueError, match="pairs_per_question"):
-        build_pairs([], [], pairs_per_question=0)
+        build_pairs([], [], LLAMA, pairs_per_question=0)
 
 
 # --- solution_cap --------------------------------------------------------------------------
@@ -217,7 +218,7 @@ def test_pseudo_labels_keep_correct_add_gold_and_dedup():
                sample("q3", "k l", False)]        # q3: no gold, nothing correct: no row
     questions = [question_row("q1", GOLD), question_row("q2", None), question_row("q3", None)]
     # cap_percentile=100: the cap is the largest count (2), so nothing is cut here.
-    assert build_pseudo_labels(samples, questions, cap_percentile=100) == [
+    assert build_pseudo_labels(samples, questions, LLAMA, cap_percentile=100) == [
         label("q1", "a b c d"), label("q1", "w x y z"), label("q2", "m n")]
 
 
@@ -228,12 +229,12 @@ def test_pseudo_labels_cap_at_the_90th_percentile():
     samples += [sample("q9", f"t{k}", True, k) for k in range(9)]
     # Counts 1,1,1,1,1,1,1,1,1,10: position 9*0.9 = 8.1, 1 + 0.1*(10-1) = 1.9, rounded down: cap 1.
     # q9 keeps its first solution, the gold rationale.
-    rows = build_pseudo_labels(samples, questions)
+    rows = build_pseudo_labels(samples, questions, LLAMA)
     assert [(r["id"], r["answer"]) for r in rows] == [
         ("q0", "only0"), ("q1", "only1"), ("q2", "only2"), ("q3", "only3"), ("q4", "only4"),
         ("q5", "only5"), ("q6", "only6"), ("q7", "only7"), ("q8", "only8"), ("q9", "gold nine")]
     # With the cap at the largest count, q9 keeps all 10: 9 + 10 rows.
-    assert len(build_pseudo_labels(samples, questions, cap_percentile=100)) == 19
+    assert len(build_pseudo_labels(samples, questions, LLAMA, cap_percentile=100)) == 19
 
 
 def test_pseudo_labels_pool_with_previous_round_which_keeps_priority():
@@ -243,10 +244,10 @@ def test_pseudo_labels_pool_with_previous_round_which_keeps_priority():
     samples = [sample("q1", "w x y z", True),  # vs earlier "w x y z q": 4/5 = 0.8, dropped
                sample("q1", "k l m n", True)]  # new and distinct: kept
     questions = [question_row("q1", GOLD), question_row("q2", None)]
-    assert build_pseudo_labels(samples, questions, previous=previous, cap_percentile=100) == [
+    assert build_pseudo_labels(samples, questions, LLAMA, previous=previous, cap_percentile=100) == [
         label("q1", "a b c d"), label("q1", "w x y z q"), label("q1", "k l m n"), label("q2", "m n o")]
     # Without the previous round, the new sample "w x y z" is the one kept and q2 has nothing.
-    assert build_pseudo_labels(samples, questions, cap_percentile=100) == [
+    assert build_pseudo_labels(samples, questions, LLAMA, cap_percentile=100) == [
         label("q1", "a b c d"), label("q1", "w x y z"), label("q1", "k l m n")]
 
 
@@ -254,12 +255,12 @@ def test_pseudo_labels_gold_in_family_format_and_recomputed_correctness():
     samples = [{"id": "q1", "completion": "so #### 5"}, {"id": "q1", "completion": "so #### 4"}]
     questions = [question_row("q1", "He has <<5=5>>5 apples.\n#### 5")]
     # gold 5: "so #### 5" is correct, "so #### 4" is not.
-    assert build_pseudo_labels(samples, questions, family="t5", cap_percentile=100) == [
+    assert build_pseudo_labels(samples, questions, T5, cap_percentile=100) == [
         label("q1", "He has 5 apples. #### 5"), label("q1", "so #### 5")]
 
 
 def test_pseudo_labels_empty_when_nothing_is_correct():
-    assert build_pseudo_labels([sample("q1", "a", False)], [question_row("q1", None)]) == []
+    assert build_pseudo_labels([sample("q1", "a", False)], [question_row("q1", None)], LLAMA) == []
 
 
 # --- calculations_check_out (not in the paper; for the synthetic default) ---------------
@@ -276,14 +277,14 @@ CRAYONS = "Max has 8 crayons. He shares them equally among 4 friends. How many c
     ("They have 8*4 = <<8*4=32>>32.\nEach gets 32/4 = <<32/4=8>>8.\n#### 8", True),  # 32: an earlier result
 ])
 def test_calculations_check_out(rationale, expected):
-    assert calculations_check_out(CRAYONS, rationale) is expected
+    assert calculations_check_out(CRAYONS, rationale, LLAMA) is expected
 
 
 def test_calculations_check_out_knows_twice_and_the_t5_format():
     question = "Leo has 22 pens. Ava has twice as many pens as Leo. How many pens does Ava have?"
-    assert calculations_check_out(question, "Ava has 22*2 = <<22*2=44>>44 pens.\n#### 44")
-    assert calculations_check_out(question, "Ava has 22 * 2 = [ 22 * 2 = 44] 44 pens. #### 44", "t5")
-    assert not calculations_check_out(question, "Ava has 22 * 3 = [ 22 * 3 = 66] 66 pens. #### 66", "t5")
+    assert calculations_check_out(question, "Ava has 22*2 = <<22*2=44>>44 pens.\n#### 44", LLAMA)
+    assert calculations_check_out(question, "Ava has 22 * 2 = [ 22 * 2 = 44] 44 pens. #### 44", T5)
+    assert not calculations_check_out(question, "Ava has 22 * 3 = [ 22 * 3 = 66] 66 pens. #### 66", T5)
 
 
 def crayons_sample(completion, k):
@@ -297,13 +298,13 @@ LUCKY = "Each friend gets 88/4 = <<88/4=22>>22 crayons.\n#### 2"  # right answer
 def test_verified_pseudo_labels_drop_a_lucky_right_answer():
     row = {"id": "c", "question": CRAYONS, "answer": None, "gold": 2.0}
     samples = [crayons_sample(LUCKY, 0), crayons_sample(SOUND, 1)]
-    assert [r["answer"] for r in build_pseudo_labels(samples, [row])] == [LUCKY, SOUND]
-    assert [r["answer"] for r in build_pseudo_labels(samples, [row], verify_calculations=True)] == [SOUND]
+    assert [r["answer"] for r in build_pseudo_labels(samples, [row], LLAMA)] == [LUCKY, SOUND]
+    assert [r["answer"] for r in build_pseudo_labels(samples, [row], LLAMA, verify_calculations=True)] == [SOUND]
 
 
 def test_verified_pairs_reject_a_lucky_right_answer():
     row = {"id": "c", "question": CRAYONS, "answer": None, "gold": 2.0}
     samples = [crayons_sample(LUCKY, 0), crayons_sample(SOUND, 1)]
-    assert build_pairs(samples, [row]) == []  # both right: no negative, no pair (the paper's rule)
-    assert build_pairs(samples, [row], verify_calculations=True) == [
+    assert build_pairs(samples, [row], LLAMA) == []  # both right: no negative, no pair (the paper's rule)
+    assert build_pairs(samples, [row], LLAMA, verify_calculations=True) == [
         {"id": "c", "prompt": CRAYONS, "chosen": SOUND, "rejected": LUCKY}]

@@ -11,7 +11,9 @@ import torch
 
 from model import init_from_config, load_pretrained
 from model.logprobs import answer_logprobs
-from train_sft import TrainConfig, lr_at, train_sft
+from data import Example
+from train_sft import train_sft
+from trainer import TrainConfig, lr_at
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA = {"model_type": "llama", "vocab_size": 50, "hidden_size": 32, "intermediate_size": 48,
@@ -71,7 +73,7 @@ def test_learning_rate_schedule():
 
 def make_examples(n=24, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randint(3, 50, (int(torch.randint(2, 7, (1,), generator=g)),), generator=g).tolist(),
+    return [Example(torch.randint(3, 50, (int(torch.randint(2, 7, (1,), generator=g)),), generator=g).tolist(),
              torch.randint(3, 50, (int(torch.randint(1, 6, (1,), generator=g)),), generator=g).tolist() + [2])
             for _ in range(n)]
 
