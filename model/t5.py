@@ -38,7 +38,11 @@ def relative_position_bucket(relative_position, bidirectional: bool, num_buckets
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: T5Config, has_relative_bias: bool, is_decoder: bool):
+    """Multi-head attention without score scaling. Self-attention reads keys/values from x; cross-attention
+    (is_cross) from the encoder's output. With a cache, self-attention appends this step's keys/values
+    to it (as Llama's does), and cross-attention computes the encoder's once, on the first call."""
+
+    def __init__(self, cfg: T5Config, has_relative_bias: bool, is_decoder: bool, is_cross: bool = False):
         super().__init__()
         self.n_heads, self.d_kv = cfg.num_heads, cfg.d_kv
         inner = cfg.num_heads * cfg.d_kv
@@ -46,7 +50,7 @@ class Attention(nn.Module):
         self.k = nn.Linear(cfg.d_model, inner, bias=False)
         self.v = nn.Linear(cfg.d_model, inner, bias=False)
         self.o = nn.Linear(inner, cfg.d_model, bias=False)
-        self.is_decoder, self.dropout = is_decoder, cfg.dropout_rate
+        self.is_decoder, self.is_cross, self.dropout = is_decoder, is_cross, cfg.dropout_rate
         self.buckets, self.max_distance = cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance
         if has_relative_bias:
             self.relative_attention_bias = nn.Embedding(self.buckets, self.n_heads)
@@ -59,16 +63,26 @@ class Attention(nn.Module):
         return self.relative_attention_bias(bucket).permute(2, 0, 1)[None]
 
     def split_heads(self, x):
+        """(B, T, heads * d_kv) -> (B, heads, T, d_kv)"""
         return x.view(x.shape[0], -1, self.n_heads, self.d_kv).transpose(1, 2)
 
-    def forward(self, x, bias, k=None, v=None):
-        """bias: position bias plus mask, added to the scores. k, v: given for cross-attention/caches."""
-        q = self.split_heads(self.q(x))
-        if k is None:
-            k, v = self.split_heads(self.k(x)), self.split_heads(self.v(x))
+    def forward(self, x, bias, cache: "T5Cache | None" = None, layer: int = 0, encoded=None):
+        """x (B, T, d_model); bias: position bias plus mask, added to the scores; encoded (B, Te, d_model):
+        the encoder's output, for cross-attention (None once the cache holds its keys/values)."""
+        q = self.split_heads(self.q(x))                                       # (B, H, T, D)
+        if not self.is_cross:
+            k, v = self.split_heads(self.k(x)), self.split_heads(self.v(x))  # (B, H, T, D)
+            if cache is not None:
+                k, v = cache.update(layer, k, v)                              # (B, H, cached + T, D)
+        elif encoded is not None:
+            k, v = self.split_heads(self.k(encoded)), self.split_heads(self.v(encoded))  # (B, H, Te, D)
+            if cache is not None:
+                cache.set_cross(layer, k, v)
+        else:
+            k, v = cache.cross_k[layer], cache.cross_v[layer]                 # (B, H, Te, D)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        return self.o(y.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, D)
+        return self.o(y.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))  # (B, T, d_model)
 
 
 class FeedForward(nn.Module):
@@ -109,7 +123,7 @@ class Block(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList([SubLayer(cfg, "SelfAttention", Attention(cfg, has_relative_bias, is_decoder))])
         if is_decoder:
-            self.layer.append(SubLayer(cfg, "EncDecAttention", Attention(cfg, False, True)))
+            self.layer.append(SubLayer(cfg, "EncDecAttention", Attention(cfg, False, True, is_cross=True)))
         self.layer.append(SubLayer(cfg, "DenseReluDense", FeedForward(cfg)))
 
 
@@ -127,12 +141,20 @@ def additive(mask: torch.Tensor) -> torch.Tensor:
 
 
 class T5Cache(KVCache):
-    """Decoder self-attention cache, plus cross-attention keys/values computed once from the encoder."""
-    cross_k = cross_v = encoder_mask = None
+    """Decoder self-attention cache, plus each layer's cross-attention keys/values, computed once from the encoder."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cross_k, self.cross_v = {}, {}  # layer -> (B, H, Te, D)
+        self.encoder_mask = None             # (B, Te)
+
+    def set_cross(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        self.cross_k[layer], self.cross_v[layer] = k, v
 
     def keep_rows(self, rows):
         super().keep_rows(rows)
-        self.cross_k, self.cross_v = self.cross_k[:, rows], self.cross_v[:, rows]
+        self.cross_k = {layer: k[rows] for layer, k in self.cross_k.items()}
+        self.cross_v = {layer: v[rows] for layer, v in self.cross_v.items()}
         self.encoder_mask = self.encoder_mask[rows]
 
 
@@ -149,38 +171,32 @@ class T5(nn.Module):
 
     def encode(self, input_ids, attention_mask):
         enc = self.encoder
-        x = enc.dropout(self.shared(input_ids))
+        x = enc.dropout(self.shared(input_ids))                                 # (B, T, d_model)
         T = input_ids.shape[1]
         attn0 = enc.block[0].layer[0].SelfAttention
         bias = attn0.position_bias(torch.arange(T, device=x.device), T) + additive(attention_mask.bool())[:, None, None, :]
+        # bias: (B, H, T, T), shared by every layer
         for block in enc.block:
             x = block.layer[0](x, bias)
             x = block.layer[1](x)
         return enc.dropout(enc.final_layer_norm(x))
 
     def decode(self, decoder_input_ids, encoded, encoder_mask, cache: T5Cache | None = None):
+        """Logits (B, T, V) of the decoder tokens. encoded (B, Te, d_model) is None once the cache holds
+        the cross-attention keys/values."""
         dec = self.decoder
-        x = dec.dropout(self.shared(decoder_input_ids))
+        x = dec.dropout(self.shared(decoder_input_ids))                        # (B, T, d_model)
         start, T = (cache.length if cache is not None else 0), decoder_input_ids.shape[1]
         queries = start + torch.arange(T, device=x.device)
         keys = torch.arange(start + T, device=x.device)
         causal = keys[None, :] <= queries[:, None]
         self_bias = dec.block[0].layer[0].SelfAttention.position_bias(queries, start + T) + additive(causal)
-        cross_bias = additive(encoder_mask.bool())[:, None, None, :]
+        cross_bias = additive(encoder_mask.bool())[:, None, None, :]            # (B, 1, 1, Te)
         if cache is not None:
             cache.reserve(torch.ones_like(decoder_input_ids))
         for i, block in enumerate(dec.block):
-            self_attn, cross_attn = block.layer[0].SelfAttention, block.layer[1].EncDecAttention
-            if cache is None:
-                x = block.layer[0](x, self_bias)
-                k = cross_attn.split_heads(cross_attn.k(encoded))
-                v = cross_attn.split_heads(cross_attn.v(encoded))
-            else:
-                h = block.layer[0].layer_norm(x)
-                k, v = cache.update(i, self_attn.split_heads(self_attn.k(h)), self_attn.split_heads(self_attn.v(h)))
-                x = x + block.layer[0].dropout(self_attn(h, self_bias, k, v))
-                k, v = cache.cross_k[i], cache.cross_v[i]
-            x = block.layer[1](x, cross_bias, k, v)
+            x = block.layer[0](x, self_bias, cache, i)
+            x = block.layer[1](x, cross_bias, cache, i, encoded)
             x = block.layer[2](x)
         if cache is not None:
             cache.advance(T)
@@ -197,17 +213,13 @@ class T5(nn.Module):
         """
         if decoder_input_ids is None:
             raise ValueError("T5 needs decoder_input_ids (start with decoder_start_token_id)")
-        if cache is None or cache.cross_k is None:
-            if attention_mask is None:
-                attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
-            encoded = self.encode(input_ids, attention_mask)
-            if cache is None:
-                return self.decode(decoder_input_ids, encoded, attention_mask)
-            layers = [b.layer[1].EncDecAttention for b in self.decoder.block]
-            cache.cross_k = torch.stack([a.split_heads(a.k(encoded)) for a in layers])
-            cache.cross_v = torch.stack([a.split_heads(a.v(encoded)) for a in layers])
+        if cache is not None and cache.encoder_mask is not None:  # encoded already: keys/values are cached
+            return self.decode(decoder_input_ids, None, cache.encoder_mask, cache)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+        if cache is not None:
             cache.encoder_mask = attention_mask.bool()
-        return self.decode(decoder_input_ids, None, cache.encoder_mask, cache)
+        return self.decode(decoder_input_ids, self.encode(input_ids, attention_mask), attention_mask, cache)
 
     # The generation interface (the same for Llama): encode the prompts, then one decoder token per step.
     def prefill(self, input_ids, attention_mask, max_new_tokens: int):
