@@ -23,3 +23,11 @@ def rank_and_world() -> tuple[int, int]:
 def process_device(device: str, rank: int) -> torch.device:
     """This process's device: each process gets its own GPU."""
     return torch.device(f"cuda:{rank}" if device == "cuda" else device)
+
+
+def finish():
+    """Wait for every process, then close the process group. A process that just exits while others
+    still use the group can abort (SIGABRT) in gloo's teardown."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from data import Format, format_for, read_jsonl
-from distributed import process_device, rank_and_world
+from distributed import finish, process_device, rank_and_world
 from flags import add_flags, from_flags, setting
 from model import load_pretrained, save_pretrained
 from model.logprobs import answer_logprobs
@@ -169,6 +169,7 @@ def main():
     model = train_dpo(model, tok, pairs, cfg, log_path=os.path.join(args.out, "train_log.jsonl"))
     if rank_and_world()[0] == 0:
         save_pretrained(model, tok, os.path.join(args.out, "checkpoint"))
+    finish()
 
 
 if __name__ == "__main__":

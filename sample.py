@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from data import Format, calculate, extract_answer, format_for, is_correct, load_dataset, write_jsonl
-from distributed import process_device, rank_and_world
+from distributed import finish, process_device, rank_and_world
 from flags import add_flags, from_flags, setting
 from model import load_pretrained
 
@@ -250,14 +250,14 @@ def main():
         torch.distributed.all_gather_object(shards, records)
         order = {row["id"]: i for i, row in enumerate(rows)}
         records = sorted((r for shard in shards for r in shard), key=lambda r: (order[r["id"]], r["sample"]))
-        if rank != 0:
-            return
-    write_jsonl(args.out, records)
-    summary = summarize(records, sampling.num_samples)
-    summary_path = args.out.removesuffix(".jsonl") + ".summary.json"
-    with open(summary_path, "w") as f:
-        json.dump({**summary, "data": args.data, "model": args.model, "seed": args.seed}, f, indent=2)
-    print(json.dumps(summary))
+    if rank == 0:
+        write_jsonl(args.out, records)
+        summary = summarize(records, sampling.num_samples)
+        summary_path = args.out.removesuffix(".jsonl") + ".summary.json"
+        with open(summary_path, "w") as f:
+            json.dump({**summary, "data": args.data, "model": args.model, "seed": args.seed}, f, indent=2)
+        print(json.dumps(summary))
+    finish()
 
 
 if __name__ == "__main__":

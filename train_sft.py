@@ -17,7 +17,7 @@ from dataclasses import asdict
 import torch
 
 from data import Format, format_for, read_jsonl
-from distributed import process_device, rank_and_world
+from distributed import finish, process_device, rank_and_world
 from flags import add_flags, from_flags
 from model import init_from_config, load_pretrained, load_tokenizer, save_pretrained
 from model.config import config_from_dict
@@ -78,6 +78,7 @@ def main():
         save_pretrained(model, tok, args.out + "/checkpoint")
         with open(os.path.join(args.out, "train_config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=2)
+    finish()
 
 
 if __name__ == "__main__":
