@@ -30,6 +30,7 @@ import torch
 from data import build_pairs, build_pseudo_labels, format_for, load_dataset, make_synthetic, read_jsonl, report
 from data import write_jsonl
 from data.selection import PAIRS_PER_QUESTION
+from data.synthetic import DEFAULT_SIZES as SYNTHETIC_SIZES
 from dpo import DPOConfig, read_pairs, train_dpo
 from model import init_from_config, load_config as load_model_config, load_pretrained, load_tokenizer
 from model import save_pretrained
@@ -39,9 +40,10 @@ from train_sft import encode_rows, train_sft
 from trainer import TrainConfig, total_steps
 
 DEFAULTS = {
+    "about": "",  # what the preset is, and where its numbers come from
     "seed": 0, "iterations": 3, "device": "cpu", "dtype": "float32",
-    "data": {"source": "synthetic", "n_labeled": 1000, "n_unlabeled": 2000, "n_dev": 300, "n_test": 500,
-             "n_ood": 300, "ood": ["svamp", "asdiv", "multiarith"]},
+    # source "synthetic" (data/synthetic.py: sizes per split) or "gsm8k" (`make data`; ood: the OOD test sets)
+    "data": {"source": "synthetic", "sizes": dict(SYNTHETIC_SIZES), "ood": ["svamp", "asdiv", "multiarith"]},
     "model": {"checkpoint": None, "init": None, "tokenizer_vocab_size": 800,  # init: an HF config dict
               "copy_pretrain_steps": 0},
     "sft": asdict(TrainConfig()),
@@ -56,18 +58,29 @@ DEFAULTS = {
 }
 
 
-def load_config(path) -> dict:
-    """The preset merged over DEFAULTS; an unknown key is an error naming it."""
+def load_config(path, extended_by=()) -> dict:
+    """A preset merged over DEFAULTS; an unknown key is an error naming it. A preset with
+    "extends": "other.json" (beside it) holds only what it changes from that preset."""
     def merge(defaults, given, where):
         merged = dict(defaults)
         for key, value in given.items():
             if key not in defaults:
                 raise ValueError(f"{path}: unknown key '{where}{key}' (known: {', '.join(defaults)})")
             is_section = isinstance(defaults[key], dict) and key != "init"
+            if is_section and not isinstance(value, dict):
+                raise ValueError(f"{path}: '{where}{key}' must be a section {{...}}, not {value!r}")
             merged[key] = merge(defaults[key], value, f"{where}{key}.") if is_section else value
         return merged
+    path = Path(path)
     with open(path) as f:
-        return merge(DEFAULTS, json.load(f), "")
+        given = json.load(f)
+    base = DEFAULTS
+    if "extends" in given:
+        parent = path.parent / given.pop("extends")
+        if parent.resolve() in extended_by + (path.resolve(),):
+            raise ValueError(f"{path}: 'extends' makes a cycle through {parent}")
+        base = load_config(parent, extended_by + (path.resolve(),))
+    return merge(base, given, "")
 
 
 def base_model_type(config: dict) -> str:
@@ -136,10 +149,7 @@ class Run:
 def prepare_data(run, folder):
     c = run.config["data"]
     if c["source"] == "synthetic":
-        splits = make_synthetic(run.config["seed"], c["n_labeled"], c["n_unlabeled"], c["n_dev"], c["n_test"],
-                                c["n_ood"], c["n_ood"])
-        splits = {"labeled": splits["train"], "unlabeled": splits["unlabeled"], "dev": splits["dev"],
-                  "test": splits["test"], "ood-long": splits["ood"], "ood-distractors": splits["ood_distractors"]}
+        splits = make_synthetic(run.config["seed"], c["sizes"])
     else:  # the paper's setting: GSM8K train is labeled; its questions (with final answers) are the unlabeled pool
         train = load_dataset("gsm8k-train")
         splits = {"labeled": train, "unlabeled": [{**row, "answer": None} for row in train],

@@ -12,9 +12,11 @@ product). Difficulty comes from:
   - the number of steps: 24 templates with 1 to 4 steps; every extra step is one more chance to slip;
   - DISTRACTOR_PROB: a sentence with a number that the answer does not use;
   - two out-of-distribution splits, as the paper tests on SVAMP, ASDiv and MultiArith:
-      "ood": 4 held-out templates with 5 or 6 steps that no other split ever uses (hard for a tiny model);
-      "ood_distractors": the 1- and 2-step templates with two distractor sentences from a held-out
+      "ood-long": 4 held-out templates with 5 or 6 steps that no other split ever uses (hard for a tiny model);
+      "ood-distractors": the 1- and 2-step templates with two distractor sentences from a held-out
       list, SVAMP's kind of variation (Patel et al. 2021): familiar problems, unfamiliar clutter.
+
+The split names (SPLITS) are the names of the loop's data files and of the report's columns.
 
     python -m data.synthetic --out data/synthetic --seed 0
 """
@@ -26,8 +28,9 @@ from typing import NamedTuple
 
 from data.jsonl import write_jsonl
 
-SPLITS = ("train", "unlabeled", "dev", "test", "ood", "ood_distractors")
-DEFAULT_SIZES = {"train": 2000, "unlabeled": 4000, "dev": 300, "test": 500, "ood": 300, "ood_distractors": 300}
+SPLITS = ("labeled", "unlabeled", "dev", "test", "ood-long", "ood-distractors")
+# The default run's sizes (configs/tiny-llama.json); loop.py's data.sizes start from these.
+DEFAULT_SIZES = {"labeled": 800, "unlabeled": 1600, "dev": 300, "test": 500, "ood-long": 200, "ood-distractors": 200}
 DISTRACTOR_PROB = 0.3
 
 
@@ -511,25 +514,31 @@ def make_problem(rng, template, distractor_prob=DISTRACTOR_PROB, distractors=DIS
     return question, rationale, answer, len(lines)
 
 
-def make_synthetic(seed, n_labeled, n_unlabeled, n_dev, n_test, n_ood, n_ood_distractors=0,
-                   distractor_prob=DISTRACTOR_PROB):
+def make_synthetic(seed, sizes=None, distractor_prob=DISTRACTOR_PROB):
     """All splits as {split: [example, ...]}, the same for the same arguments.
 
+    sizes: {split: number of examples}; a split not named gets its DEFAULT_SIZES.
     Examples have the usual keys (id, question, answer, gold) plus "template"
     and "steps". Unlabeled examples keep the gold answer but no rationale. No
     question text appears twice, in a split or across splits.
     """
+    sizes = {**DEFAULT_SIZES, **(sizes or {})}
+    unknown = set(sizes) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split(s) {', '.join(sorted(unknown))}; the splits are {', '.join(SPLITS)}")
     # Evaluation splits are drawn first, each from its own random stream, so
-    # asking for more training data never changes dev, test or ood.
+    # asking for more training data never changes dev, test or ood. A stream (and the examples' ids)
+    # is keyed by the split's first name, which a rename must not change: it would redraw every set.
     usual = (distractor_prob, DISTRACTORS, 1)  # (probability, sentences, how many) of distractors
-    plan = [("test", n_test, TEMPLATES, usual), ("dev", n_dev, TEMPLATES, usual),
-            ("ood", n_ood, OOD_TEMPLATES, usual),
-            ("ood_distractors", n_ood_distractors, SHORT_TEMPLATES, (1.0, HELD_OUT_DISTRACTORS, 2)),
-            ("train", n_labeled, TEMPLATES, usual), ("unlabeled", n_unlabeled, TEMPLATES, usual)]
+    plan = [("test", "test", TEMPLATES, usual), ("dev", "dev", TEMPLATES, usual),
+            ("ood-long", "ood", OOD_TEMPLATES, usual),
+            ("ood-distractors", "ood_distractors", SHORT_TEMPLATES, (1.0, HELD_OUT_DISTRACTORS, 2)),
+            ("labeled", "train", TEMPLATES, usual), ("unlabeled", "unlabeled", TEMPLATES, usual)]
     seen_questions = set()
     splits = {}
-    for split, size, templates, distractors in plan:
-        rng = random.Random(f"dpo-st synthetic {seed} {split}")
+    for split, stream, templates, distractors in plan:
+        size = sizes[split]
+        rng = random.Random(f"dpo-st synthetic {seed} {stream}")
         rows = []
         attempts = 0
         while len(rows) < size:
@@ -542,7 +551,7 @@ def make_synthetic(seed, n_labeled, n_unlabeled, n_dev, n_test, n_ood, n_ood_dis
                 continue
             seen_questions.add(question)
             rows.append({
-                "id": f"synthetic-{split}-{len(rows)}",
+                "id": f"synthetic-{stream}-{len(rows)}",
                 "question": question,
                 "answer": None if split == "unlabeled" else rationale,
                 "gold": float(answer),
@@ -555,14 +564,13 @@ def make_synthetic(seed, n_labeled, n_unlabeled, n_dev, n_test, n_ood, n_ood_dis
 
 def main():
     parser = argparse.ArgumentParser(description="Write synthetic GSM8K-style splits as JSONL files.")
-    parser.add_argument("--out", required=True, help="folder for train.jsonl, unlabeled.jsonl, ...")
+    parser.add_argument("--out", required=True, help="folder for labeled.jsonl, unlabeled.jsonl, ...")
     parser.add_argument("--seed", type=int, default=0)
     for split in SPLITS:
-        parser.add_argument(f"--n-{split.replace('_', '-')}", type=int, default=DEFAULT_SIZES[split])
+        parser.add_argument(f"--n-{split}", type=int, default=DEFAULT_SIZES[split], dest=split,
+                            help=f"examples in {split}.jsonl (default: %(default)s)")
     args = parser.parse_args()
-    sizes = {split: getattr(args, f"n_{split}") for split in SPLITS}
-    splits = make_synthetic(args.seed, sizes["train"], sizes["unlabeled"], sizes["dev"], sizes["test"], sizes["ood"],
-                            sizes["ood_distractors"])
+    splits = make_synthetic(args.seed, {split: getattr(args, split) for split in SPLITS})
     for split, rows in splits.items():
         path = os.path.join(args.out, f"{split}.jsonl")
         write_jsonl(path, rows)

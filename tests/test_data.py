@@ -334,35 +334,34 @@ def test_real_t5_answers_have_no_markers_or_newlines():
 
 # --- synthetic problems ----------------------------------------------------------------
 
-SIZES = dict(n_labeled=2000, n_unlabeled=1000, n_dev=200, n_test=300, n_ood=200, n_ood_distractors=150)
+SIZES = {"labeled": 2000, "unlabeled": 1000, "dev": 200, "test": 300, "ood-long": 200, "ood-distractors": 150}
 
 
 @pytest.fixture(scope="module")
 def synthetic():
-    return make_synthetic(seed=0, **SIZES)
+    return make_synthetic(0, SIZES)
 
 
 def test_synthetic_split_sizes(synthetic):
     assert {split: len(rows) for split, rows in synthetic.items()} == {
-        "train": 2000, "unlabeled": 1000, "dev": 200, "test": 300, "ood": 200, "ood_distractors": 150}
+        "labeled": 2000, "unlabeled": 1000, "dev": 200, "test": 300, "ood-long": 200, "ood-distractors": 150}
 
 
 def test_synthetic_is_deterministic(synthetic):
-    assert make_synthetic(seed=0, **SIZES) == synthetic
-    other = make_synthetic(seed=1, **SIZES)
-    assert [row["question"] for row in other["train"]] != [row["question"] for row in synthetic["train"]]
+    assert make_synthetic(0, SIZES) == synthetic
+    other = make_synthetic(1, SIZES)
+    assert [row["question"] for row in other["labeled"]] != [row["question"] for row in synthetic["labeled"]]
 
 
 def test_more_training_data_leaves_evaluation_splits_alone(synthetic):
-    smaller = make_synthetic(seed=0, n_labeled=50, n_unlabeled=10, n_dev=200, n_test=300, n_ood=200,
-                             n_ood_distractors=150)
-    for split in ("dev", "test", "ood", "ood_distractors"):
+    smaller = make_synthetic(0, {**SIZES, "labeled": 50, "unlabeled": 10})
+    for split in ("dev", "test", "ood-long", "ood-distractors"):
         assert smaller[split] == synthetic[split]
 
 
 def test_synthetic_uses_at_least_20_templates(synthetic):
     assert len(TEMPLATES) >= 20
-    assert len({row["template"] for row in synthetic["train"]}) >= 20
+    assert len({row["template"] for row in synthetic["labeled"]}) >= 20
 
 
 def test_no_question_shared_between_splits(synthetic):
@@ -371,7 +370,7 @@ def test_no_question_shared_between_splits(synthetic):
 
 
 def test_every_synthetic_rationale_is_correct(synthetic):
-    for split in ("train", "dev", "test", "ood", "ood_distractors"):
+    for split in ("labeled", "dev", "test", "ood-long", "ood-distractors"):
         for row in synthetic[split]:
             *steps, last = row["answer"].split("\n")
             assert last == f"#### {int(row['gold'])}"
@@ -388,52 +387,53 @@ def test_unlabeled_has_gold_but_no_rationale(synthetic):
 
 
 def test_steps_range_in_distribution(synthetic):
-    steps = {row["steps"] for split in ("train", "dev", "test") for row in synthetic[split]}
+    steps = {row["steps"] for split in ("labeled", "dev", "test") for row in synthetic[split]}
     assert steps == {1, 2, 3, 4}
 
 
 def test_ood_is_held_out_and_longer(synthetic):
-    ood_templates = {row["template"] for row in synthetic["ood"]}
-    other_templates = {row["template"] for split in ("train", "unlabeled", "dev", "test")
+    ood_templates = {row["template"] for row in synthetic["ood-long"]}
+    other_templates = {row["template"] for split in ("labeled", "unlabeled", "dev", "test")
                        for row in synthetic[split]}
     assert ood_templates == {template.__name__ for template in OOD_TEMPLATES}
     assert ood_templates.isdisjoint(other_templates)
-    assert min(row["steps"] for row in synthetic["ood"]) > max(row["steps"] for row in synthetic["train"])
+    assert min(row["steps"] for row in synthetic["ood-long"]) > max(row["steps"] for row in synthetic["labeled"])
 
 
 def test_ood_distractors_are_short_problems_with_two_unseen_distractors(synthetic):
     def sentences_from(pool, question):
         return sum(bool(re.search(re.escape(s).replace(r"\{n\}", r"\d+"), question)) for s in pool)
-    assert {row["steps"] for row in synthetic["ood_distractors"]} == {1, 2}
-    for row in synthetic["ood_distractors"]:
+    assert {row["steps"] for row in synthetic["ood-distractors"]} == {1, 2}
+    for row in synthetic["ood-distractors"]:
         assert sentences_from(HELD_OUT_DISTRACTORS, row["question"]) == 2, row["question"]
         assert sentences_from(DISTRACTORS, row["question"]) == 0, row["question"]
-    for split in ("train", "unlabeled", "dev", "test", "ood"):
+    for split in ("labeled", "unlabeled", "dev", "test", "ood-long"):
         assert not any(sentences_from(HELD_OUT_DISTRACTORS, row["question"]) for row in synthetic[split])
 
 
 def test_numbers_are_mostly_small(synthetic):
-    numbers = [int(n) for row in synthetic["train"] for n in re.findall(r"\d+", row["question"])]
+    numbers = [int(n) for row in synthetic["labeled"] for n in re.findall(r"\d+", row["question"])]
     assert sum(2 <= n <= 100 for n in numbers) / len(numbers) > 0.9
-    assert max(len(row["question"].split()) for row in synthetic["train"]) <= 60
+    assert max(len(row["question"].split()) for row in synthetic["labeled"]) <= 60
 
 
 def test_distractors_follow_distractor_prob():
     distractor = re.compile("|".join(re.escape(d).replace(r"\{n\}", r"\d+") for d in DISTRACTORS))
-    none = make_synthetic(seed=0, n_labeled=200, n_unlabeled=0, n_dev=0, n_test=0, n_ood=0, distractor_prob=0.0)
-    every = make_synthetic(seed=0, n_labeled=200, n_unlabeled=0, n_dev=0, n_test=0, n_ood=0, distractor_prob=1.0)
-    assert not any(distractor.search(row["question"]) for row in none["train"])
-    assert all(distractor.search(row["question"]) for row in every["train"])
+    only_labeled = {"labeled": 200, "unlabeled": 0, "dev": 0, "test": 0, "ood-long": 0, "ood-distractors": 0}
+    none = make_synthetic(0, only_labeled, distractor_prob=0.0)
+    every = make_synthetic(0, only_labeled, distractor_prob=1.0)
+    assert not any(distractor.search(row["question"]) for row in none["labeled"])
+    assert all(distractor.search(row["question"]) for row in every["labeled"])
 
 
 def test_synthetic_cli_writes_one_file_per_split(tmp_path):
     command = [sys.executable, "-m", "data.synthetic", "--out", str(tmp_path), "--seed", "3",
-               "--n-train", "5", "--n-unlabeled", "4", "--n-dev", "3", "--n-test", "2", "--n-ood", "1",
+               "--n-labeled", "5", "--n-unlabeled", "4", "--n-dev", "3", "--n-test", "2", "--n-ood-long", "1",
                "--n-ood-distractors", "2"]
     subprocess.run(command, cwd=REPO, check=True, capture_output=True)
     counts = {name: len(read_jsonl(tmp_path / name)) for name in sorted(os.listdir(tmp_path))}
-    assert counts == {"dev.jsonl": 3, "ood.jsonl": 1, "ood_distractors.jsonl": 2, "test.jsonl": 2,
-                      "train.jsonl": 5, "unlabeled.jsonl": 4}
+    assert counts == {"dev.jsonl": 3, "labeled.jsonl": 5, "ood-distractors.jsonl": 2, "ood-long.jsonl": 1,
+                      "test.jsonl": 2, "unlabeled.jsonl": 4}
 
 
 def test_t5_rewrite_is_idempotent():

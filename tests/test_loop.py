@@ -160,3 +160,24 @@ def test_time_left_ignores_the_one_off_stages_and_guesses_unseen_kinds_by_the_me
     # sft-1 and control take as long as sft-0; pairs-1 and dpo-1 (unseen) the mean of sft and samples, 90 s.
     assert run.minutes_left(plan[4:]) == pytest.approx((90 + 90 + 120 + 120) / 60)
     assert run.minutes_left([]) == 0.0
+
+
+def test_a_preset_that_extends_another_holds_only_its_changes(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from loop import load_config
+
+    default, full = load_config(ROOT / "configs" / "tiny-llama.json"), load_config(ROOT / "configs" / "tiny-full.json")
+    changed = {(section, key) for section in default if isinstance(default[section], dict)
+               for key in default[section] if default[section][key] != full[section][key]}
+    assert changed == {("model", "copy_pretrain_steps"), ("pairs", "verify_calculations"),
+                       ("pseudo", "verify_calculations")}
+    assert full["model"]["init"] == default["model"]["init"]  # sections merge key by key
+    t5 = load_config(ROOT / "configs" / "tiny-t5.json")
+    assert t5["model"]["init"]["model_type"] == "t5" and t5["sft"] == default["sft"]  # init is replaced whole
+    (tmp_path / "a.json").write_text(json.dumps({"extends": "b.json"}))
+    (tmp_path / "b.json").write_text(json.dumps({"extends": "a.json"}))
+    with pytest.raises(ValueError, match="'extends' makes a cycle"):
+        load_config(tmp_path / "a.json")
+    (tmp_path / "c.json").write_text(json.dumps({"extends": "tiny-llama.json", "sft": {"lr": 1e-3}}))
+    with pytest.raises(FileNotFoundError, match="tiny-llama.json"):  # extends is relative to the preset's folder
+        load_config(tmp_path / "c.json")
