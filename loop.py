@@ -27,10 +27,9 @@ from pathlib import Path
 
 import torch
 
-from data import build_pairs, build_pseudo_labels, format_for, load_dataset, make_synthetic, read_jsonl, report
-from data import write_jsonl
+from data import build_pairs, build_pseudo_labels, format_for, load_dataset, read_jsonl, report, write_jsonl
 from data.selection import PAIRS_PER_QUESTION
-from data.synthetic import DEFAULT_SIZES as SYNTHETIC_SIZES
+from data.synthetic import DEFAULT_SIZES as SYNTHETIC_SIZES, make_synthetic
 from dpo import DPOConfig, read_pairs, train_dpo
 from model import init_from_config, load_config as load_model_config, load_pretrained, load_tokenizer
 from model import save_pretrained

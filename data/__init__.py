@@ -9,7 +9,6 @@ from data.datasets import DATASET_NAMES, load_dataset, split_train_dev
 from data.formats import FORMATS, LLAMA, T5, Example, Format, extract_answer, format_for, is_correct
 from data.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from data.selection import build_pairs, build_pseudo_labels, dedup, jaccard, solution_cap
-from data.synthetic import make_synthetic
 
 __all__ = [
     "calculate",
@@ -17,5 +16,6 @@ __all__ = [
     "FORMATS", "LLAMA", "T5", "Example", "Format", "extract_answer", "format_for", "is_correct",
     "iter_jsonl", "read_jsonl", "write_jsonl",
     "build_pairs", "build_pseudo_labels", "dedup", "jaccard", "solution_cap",
-    "make_synthetic",
 ]
+# data.synthetic is imported where it is used: importing it here would make `python -m data.synthetic`
+# warn that the module ran after it was imported.

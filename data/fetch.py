@@ -12,6 +12,7 @@ against a known SHA-256, so everyone trains and tests on the same bytes.
 Running it again does nothing when the files are already there and intact.
 """
 
+import argparse
 import hashlib
 import os
 import subprocess
@@ -80,4 +81,5 @@ def main():
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # only --help
     main()

@@ -121,7 +121,7 @@ def bench_calculator(ours, tok, device, repeats):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--repeats", type=int, default=3)

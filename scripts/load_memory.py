@@ -37,7 +37,7 @@ def child(folder, dtype):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -1,0 +1,48 @@
+"""Every command-line entry point answers --help, and its docstring's usage lines use only flags it has."""
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# (how it is run, the file whose docstring shows its usage, the name its usage lines call it by)
+COMMANDS = [
+    (["train_sft.py"], "train_sft.py", "train_sft.py"),
+    (["dpo.py"], "dpo.py", "dpo.py"),
+    (["sample.py"], "sample.py", "sample.py"),
+    (["loop.py"], "loop.py", "loop.py"),
+    (["scripts/bench_sample.py"], "scripts/bench_sample.py", "bench_sample.py"),
+    (["scripts/seed_table.py"], "scripts/seed_table.py", "seed_table.py"),
+    (["scripts/load_memory.py"], "scripts/load_memory.py", "load_memory.py"),
+    (["-m", "data.synthetic"], "data/synthetic.py", "data.synthetic"),
+    (["-m", "data.fetch"], "data/fetch.py", "data.fetch"),
+]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("command, source, name", COMMANDS, ids=[c[1] for c in COMMANDS])
+def test_help_works_and_knows_every_flag_of_the_usage_lines(command, source, name):
+    result = run(*command, "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr[-2000:]
+    assert result.stderr == ""  # no warning, no traceback
+    docstring = ast.get_docstring(ast.parse((ROOT / source).read_text()))
+    usage = [line.split(name, 1)[1] for line in docstring.splitlines() if name in line]
+    flags = {flag for line in usage for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line)}
+    unknown = sorted(flag for flag in flags if not re.search(rf"{flag}\b", result.stdout))
+    assert not unknown, f"{source}'s usage lines use flags its --help does not list: {unknown}"
+
+
+def test_init_config_of_a_loop_preset_is_one_clear_error(tmp_path):
+    """--init-config takes a model's config.json; a loop preset is not one (it crashed with KeyError)."""
+    result = run("train_sft.py", "--init-config", "configs/tiny-llama.json", "--tokenizer", tmp_path,
+                 "--data", tmp_path / "none.jsonl", "--out", tmp_path / "out")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("train_sft.py: error: configs/tiny-llama.json: unsupported model_type None")
+    assert not (tmp_path / "out").exists()
