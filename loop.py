@@ -271,6 +271,10 @@ def main():
     if args.seed is not None:
         config["seed"] = args.seed
     out = Path(args.out)
+    K = config["iterations"]
+    each = ["samples", "pairs", "dpo", "pseudo", "sft"] if args.method == "dpo-st" else ["pseudo", "sft"]
+    plan = ["data", "base", "sft-0"] + [f"{s}-{k}" for k in range(1, K + 1) for s in each] + ["control"]
+    run = Run(out, config, args.method, plan)  # reads the base model's type: a bad model section stops here
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
     resolved = {**config, "method": args.method}
@@ -278,10 +282,6 @@ def main():
         raise ValueError(f"{out} holds a run with another config or method; use a new --out")
     saved.write_text(json.dumps(resolved, indent=2) + "\n")
 
-    K = config["iterations"]
-    each = ["samples", "pairs", "dpo", "pseudo", "sft"] if args.method == "dpo-st" else ["pseudo", "sft"]
-    plan = ["data", "base", "sft-0"] + [f"{s}-{k}" for k in range(1, K + 1) for s in each] + ["control"]
-    run = Run(out, config, args.method, plan)
     run.stage("data", lambda f: prepare_data(run, f))
     run.stage("base", lambda f: prepare_base(run, f))
     labeled = read_jsonl(out / "data" / "labeled.jsonl")

@@ -348,11 +348,11 @@ def train_sentencepiece(texts, vocab_size, folder, model_type):
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    layout = (dict(pad_id=0, eos_id=1, unk_id=2, bos_id=-1, normalization_rule_name="nmt_nfkc")
-              if model_type == "t5" else
-              dict(unk_id=0, bos_id=1, eos_id=2, pad_id=3, normalization_rule_name="identity",
-                   remove_extra_whitespaces=False, user_defined_symbols=["\n"]))
-    name = "spiece" if model_type == "t5" else "tokenizer"
+    if model_type == "t5":
+        name, layout = "spiece", dict(pad_id=0, eos_id=1, unk_id=2, bos_id=-1, normalization_rule_name="nmt_nfkc")
+    else:
+        name, layout = "tokenizer", dict(unk_id=0, bos_id=1, eos_id=2, pad_id=3, normalization_rule_name="identity",
+                                         remove_extra_whitespaces=False, user_defined_symbols=["\n"])
     spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_prefix=str(folder / name),
                                    vocab_size=vocab_size, model_type="bpe", split_digits=True, byte_fallback=True,
                                    character_coverage=1.0, minloglevel=2, **layout)
