@@ -31,8 +31,8 @@ from data import build_pairs, build_pseudo_labels, format_for, load_dataset, rea
 from data.selection import PAIRS_PER_QUESTION
 from data.synthetic import DEFAULT_SIZES as SYNTHETIC_SIZES, make_synthetic
 from dpo import DPOConfig, read_pairs, train_dpo
-from model import init_from_config, load_config as load_model_config, load_pretrained, load_tokenizer
-from model import save_pretrained
+from model import init_from_config, load_pretrained, load_tokenizer, save_pretrained
+from model import load_config as load_model_config  # a checkpoint's config.json (load_config here: a preset)
 from model.tokenizer import train_sentencepiece
 from sample import SamplingConfig, evaluate_rows
 from train_sft import encode_rows, train_sft
@@ -80,6 +80,11 @@ def load_config(path, extended_by=()) -> dict:
             raise ValueError(f"{path}: 'extends' makes a cycle through {parent}")
         base = load_config(parent, extended_by + (path.resolve(),))
     return merge(base, given, "")
+
+
+def without_about(config: dict) -> dict:
+    """The settings of a resolved config: its "about" is words, and a run may resume after they change."""
+    return {key: value for key, value in config.items() if key != "about"}
 
 
 def base_model_type(config: dict) -> str:
@@ -278,7 +283,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
     resolved = {**config, "method": args.method}
-    if saved.is_file() and json.loads(saved.read_text()) != resolved:
+    if saved.is_file() and without_about(json.loads(saved.read_text())) != without_about(resolved):
         raise ValueError(f"{out} holds a run with another config or method; use a new --out")
     saved.write_text(json.dumps(resolved, indent=2) + "\n")
 

@@ -19,8 +19,7 @@ import torch
 from data import Format, format_for, read_jsonl
 from distributed import finish, process_device, rank_and_world
 from flags import add_flags, from_flags
-from model import init_from_config, load_pretrained, load_tokenizer, save_pretrained
-from model.config import config_from_dict
+from model import config_from_dict, init_from_config, load_pretrained, load_tokenizer, save_pretrained
 from model.logprobs import answer_logprobs
 from trainer import TrainConfig, train_loop
 

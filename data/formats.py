@@ -15,6 +15,7 @@ two is one Format object. A model's format is chosen once, from its checkpoint's
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, NamedTuple
 
 ALPACA_PROMPT = (
@@ -59,13 +60,13 @@ class Format:
         """The training target for a GSM8K-style rationale."""
         return self.rewrite_answer(rationale)
 
-    @property
+    @cached_property
     def open_call(self) -> re.Pattern:
         """An unfinished call at the very end of a text; group 1 is its expression."""
         markers, equals = self._marker_characters(), re.escape(self.calc_equals)
         return re.compile(rf"{re.escape(self.calc_open)}([^{markers}{equals}]+){equals}$")
 
-    @property
+    @cached_property
     def finished_call(self) -> re.Pattern:
         """A finished call and the number written after it; groups: expression, result, written."""
         markers, equals = self._marker_characters(), re.escape(self.calc_equals)

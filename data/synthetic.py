@@ -65,7 +65,7 @@ DISTRACTORS = [
     "The street has {n} houses.",
     "The library is open for {n} hours on Sunday.",
 ]
-HELD_OUT_DISTRACTORS = [  # only in "ood_distractors"
+HELD_OUT_DISTRACTORS = [  # only in "ood-distractors"
     "The school has {n} windows.",
     "The train leaves at {n} past noon.",
     "There are {n} ducks on the pond.",
@@ -403,7 +403,7 @@ def party_packs(rng):
     return facts, f"How much does {a.name} spend on {things}?", lines, cost
 
 
-# Held out: 5 or 6 steps, used only in the "ood" split.
+# Held out: 5 or 6 steps, used only in the "ood-long" split.
 
 def school_trip(rng):
     while True:
@@ -495,7 +495,7 @@ TEMPLATES = [
     two_kinds_shopping, pages_left, wages_left, stamps_of_three, zoo_trip, weeks_to_buy,  # 3 steps
     class_supplies, fruit_stand, bakery_boxes, party_packs,  # 4 steps
 ]
-SHORT_TEMPLATES = TEMPLATES[:10]  # 1 and 2 steps: the problems of "ood_distractors"
+SHORT_TEMPLATES = TEMPLATES[:10]  # 1 and 2 steps: the problems of "ood-distractors"
 OOD_TEMPLATES = [school_trip, egg_farm, lemonade_stand, book_fair]  # 5-6 steps, never in other splits
 
 

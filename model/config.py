@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
+MODEL_TYPES = ("llama", "mistral", "t5")
+
+
 class ConfigError(ValueError):
     pass
 
@@ -99,7 +102,7 @@ def config_from_dict(cfg: dict, where: str = "config.json") -> LlamaConfig | T5C
         return _llama_from_dict(cfg, where)
     if model_type == "t5":
         return _t5_from_dict(cfg, where)
-    raise ConfigError(f"{where}: unsupported model_type {model_type!r} (supported: 'llama', 'mistral', 't5')")
+    raise ConfigError(f"{where}: unsupported model_type {model_type!r} (supported: {', '.join(map(repr, MODEL_TYPES))})")
 
 
 def _llama_from_dict(cfg: dict, where: str) -> LlamaConfig:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-MODEL_TYPES = ("llama", "mistral", "t5")
+from .config import MODEL_TYPES
+
 TOKENIZER_FILES = ("spiece.model", "tokenizer.model", "tokenizer.json")  # looked for in this order
 CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")  # kept and saved alongside
 

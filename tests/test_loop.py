@@ -181,3 +181,14 @@ def test_a_preset_that_extends_another_holds_only_its_changes(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"extends": "tiny-llama.json", "sft": {"lr": 1e-3}}))
     with pytest.raises(FileNotFoundError, match="tiny-llama.json"):  # extends is relative to the preset's folder
         load_config(tmp_path / "c.json")
+
+
+def test_a_run_resumes_only_with_the_same_settings(tmp_path):
+    out = tmp_path / "run"
+    finish(loop(config_file(tmp_path), out, method="st"))
+    # Words about the preset are not settings: the finished run is found finished.
+    stdout = finish(loop(config_file(tmp_path, about="the same run, described anew"), out, method="st"))
+    assert "done in" not in stdout
+    changed = loop(config_file(tmp_path, sft={**SMOKE["sft"], "lr": 1e-3}), out, method="st")
+    _, stderr = changed.communicate(timeout=120)
+    assert changed.returncode != 0 and "holds a run with another config or method" in stderr
