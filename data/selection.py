@@ -178,6 +178,12 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _NUMBER_WORDS = {"twice": "2", "double": "2", "half": "2", "triple": "3", "dozen": "12"}  # "half as many" is x/2
 
 
+def calculation_path(rationale, fmt: Format) -> tuple[str, ...]:
+    """The calculations a rationale makes, in order, spaces dropped: ("3*4", "5*4", "12+20"). Two
+    rationales with the same path solve the problem the same way, however they word it."""
+    return tuple(re.sub(r"\s+", "", expression) for expression, _, _ in fmt.finished_call.findall(rationale))
+
+
 def calculations_check_out(question, rationale, fmt: Format):
     """Whether a rationale reaches its answer by calculations one can follow, not by luck.
 
