@@ -19,6 +19,8 @@ COMMANDS = [
     (["scripts/load_memory.py"], "scripts/load_memory.py", "load_memory.py"),
     (["-m", "data.synthetic"], "data/synthetic.py", "data.synthetic"),
     (["-m", "data.fetch"], "data/fetch.py", "data.fetch"),
+    (["-m", "data.world"], "data/world.py", "data.world"),
+    (["pretrain.py"], "pretrain.py", "pretrain.py"),
 ]
 
 

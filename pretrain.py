@@ -1,0 +1,97 @@
+"""Pretrain a tiny base model on the toy world's "web" (data/world.py's pretraining corpus), so that the
+loop starts as the paper does: from a model that can already read and copy, not from random weights.
+
+The paper starts from FLAN-T5 and Llama-2, which have read the web: SFT on GSM8K saturates in a few
+epochs, and what self-training adds is new data, not more steps (../shared/LESSONS.md). A
+from-scratch model is step-starved instead. So the base reads problems of other templates and
+phrasings, worked arithmetic and copying, with a next-token loss (the SFT trainer, loss on every
+token for a decoder; the target for T5). No task or OOD template is in it.
+
+    make base    # = python pretrain.py --init configs/scratch-llama.json --out bases/tiny-llama --problems 16000 \
+                 #     --arithmetic 2000 --copies 2000 --epochs 2 --lr 3e-3 --batch-size 32 --micro-batch-size 32
+
+The model's shape is the preset's model.init (a from-scratch preset: the default itself starts from the base); the base is written as a checkpoint folder with its
+tokenizer and recipe.json (every setting, the corpus sizes, the torch version and thread count).
+"""
+import argparse
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from data import Example, format_for
+from data.world import make_world, pretraining_corpus
+from flags import add_flags, from_flags
+from model import init_from_config, save_pretrained
+from model.tokenizer import train_sentencepiece
+from train_sft import train_sft
+from trainer import TrainConfig
+
+CORPUS_SEED = 0     # one corpus, one base for every run seed (as the paper uses one FLAN-T5)
+TOKENIZER_TEXTS = 2000  # task-style problems the tokenizer also learns its pieces from (never trained on)
+
+
+def corpus_examples(tok, fmt, rows):
+    """Decoder: the whole text is the target (<bos> | prompt answer <eos>), prompt ids then answer ids, as
+    SFT will see them. T5: the encoder reads the prompt and the decoder writes the rest."""
+    examples = []
+    for row in rows:
+        prompt, answer = fmt.encode_example(tok, row["question"], fmt.format_answer(row["answer"]))
+        if fmt.prompt_ends_with_eos:
+            examples.append(Example(prompt, answer))
+        else:
+            examples.append(Example(prompt[:1], prompt[1:] + answer))
+    return examples
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--init", required=True, help="a loop preset: its model.init and tokenizer_vocab_size")
+    ap.add_argument("--out", required=True, help="the base's checkpoint folder")
+    ap.add_argument("--problems", type=int, default=24000, help="problems of data/synthetic.py's templates")
+    ap.add_argument("--arithmetic", type=int, default=4000, help="worked sums, differences and products")
+    ap.add_argument("--copies", type=int, default=4000, help="questions to write again")
+    add_flags(ap, TrainConfig)
+    args = ap.parse_args()
+    cfg = from_flags(args, TrainConfig)
+    with open(args.init) as f:
+        preset = json.load(f)
+    model_cfg = preset["model"]
+    if not isinstance(model_cfg.get("init"), dict):
+        raise SystemExit(f"pretrain.py: error: {args.init}: model.init must be an HF config dict (a from-scratch "
+                         "preset such as configs/scratch-llama.json), not {model_cfg.get('init')!r}")
+    init, vocab_size = model_cfg["init"], model_cfg.get("tokenizer_vocab_size", 800)
+    fmt = format_for(init["model_type"])
+    rows = pretraining_corpus(CORPUS_SEED, args.problems, args.arithmetic, args.copies)
+    # The tokenizer's pieces come from the corpus and from task-style text (a stream of its own, so
+    # no run's questions): a piece is a spelling, not knowledge.
+    task_style = make_world("tokenizer", {"labeled": TOKENIZER_TEXTS, "dev": 0, "test": 0, "ood-changed": 0,
+                                          "ood-distractors": 0, "ood-long": 0})["labeled"]
+    texts = [fmt.format_prompt(r["question"]) for r in rows + task_style]
+    texts += [fmt.format_answer(r["answer"]) for r in rows + task_style]
+    out = Path(args.out)
+    tok = train_sentencepiece(texts, vocab_size, out.parent / f".{out.name}-tokenizer", init["model_type"])
+    model = init_from_config({**init, "vocab_size": tok.vocab_size}, seed=cfg.seed)
+    start = time.time()
+    model = train_sft(model, tok, corpus_examples(tok, fmt, rows), cfg, log_path=out.parent / f".{out.name}-log.jsonl")
+    minutes = (time.time() - start) / 60
+    save_pretrained(model, tok, out)
+    shutil.rmtree(out.parent / f".{out.name}-tokenizer")
+    (out.parent / f".{out.name}-log.jsonl").replace(out / "pretrain_log.jsonl")
+    recipe = {"command": "python pretrain.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+              "corpus": {"seed": CORPUS_SEED, "problems": args.problems, "arithmetic": args.arithmetic,
+                         "copies": args.copies, "tokenizer_task_style_texts": TOKENIZER_TEXTS},
+              "train": vars(cfg), "minutes": round(minutes, 1), "torch": torch.__version__,
+              "threads": torch.get_num_threads(),
+              "sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())
+                         if p.name != "pretrain_log.jsonl"}}
+    (out / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    print(f"{args.out}: {sum(p.numel() for p in model.parameters())} parameters, "
+          f"{len(rows)} corpus rows, {minutes:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
