@@ -7,11 +7,12 @@
   for k in 1..K:
     samples-k     sample sft-{k-1} on the labeled questions (5x, T=0.7, top-k 50, calculator)   [dpo-st]
     pairs-k       correct vs incorrect samples of rounds 1..k -> preference pairs               [dpo-st]
-    dpo-k         DPO of sft-{k-1} against a frozen copy of itself                             [dpo-st]
-    pseudo-k      sample dpo-k (ST: sft-{k-1}) on the unlabeled questions, keep correct ones, pool
-    sft-k         SFT FROM THE BASE MODEL on labeled + pseudo-labels
+    dpo-k         DPO of sft-{k-1} against a frozen copy of itself (evaluated on dev only)    [dpo-st]
+    pseudo-k      sample dpo-k (ST: sft-{k-1}) 3x on the labeled questions (pseudo.questions), keep
+                  correct ones with the gold, pool with round k-1's, cap per question
+    sft-k         SFT FROM THE BASE MODEL on the pseudo-labels + labeled rows not among them
   control         SFT from base on the labeled data for as many steps as sft-K (step-matched control)
-  report          metrics.json, report.md and accuracy.svg
+  report          metrics.json (accuracies, per-iteration counts, preconditions), report.md, accuracy.svg
 
 Each stage writes into runs/NAME/<stage>/ and writes DONE last; a rerun skips finished stages and
 redoes an unfinished one from scratch. Every stage is seeded from (seed, stage name), so a run
@@ -29,7 +30,8 @@ import torch
 
 from data import build_pairs, build_pseudo_labels, format_for, load_dataset, read_jsonl, report, write_jsonl
 from data.selection import PAIRS_PER_QUESTION
-from data.synthetic import DEFAULT_SIZES as SYNTHETIC_SIZES, make_synthetic
+from data.synthetic import SPLITS as SYNTHETIC_SPLITS, make_synthetic
+from data.world import SPLITS as WORLD_SPLITS, make_world
 from dpo import DPOConfig, read_pairs, train_dpo
 from model import init_from_config, load_pretrained, load_tokenizer, save_pretrained
 from model import load_config as load_model_config  # a checkpoint's config.json (load_config here: a preset)
@@ -38,21 +40,27 @@ from sample import SamplingConfig, evaluate_rows
 from train_sft import encode_rows, train_sft
 from trainer import TrainConfig, total_steps
 
+QUESTION_SETS = {"labeled": ["labeled"], "unlabeled": ["unlabeled"], "both": ["labeled", "unlabeled"]}
 DEFAULTS = {
     "about": "",  # what the preset is, and where its numbers come from
     "seed": 0, "iterations": 3, "device": "cpu", "dtype": "float32",
-    # source "synthetic" (data/synthetic.py: sizes per split) or "gsm8k" (`make data`; ood: the OOD test sets)
-    "data": {"source": "synthetic", "sizes": dict(SYNTHETIC_SIZES), "ood": ["svamp", "asdiv", "multiarith"]},
+    # source: "world" (data/world.py: many solution paths per question, a pretraining corpus),
+    # "synthetic" (data/synthetic.py: one path per question) or "gsm8k" (`make data`; ood: the OOD test
+    # sets). sizes: examples per split; a split not named keeps its source's DEFAULT_SIZES.
+    "data": {"source": "world", "sizes": {}, "ood": ["svamp", "asdiv", "multiarith"]},
     "model": {"checkpoint": None, "init": None, "tokenizer_vocab_size": 800,  # init: an HF config dict
               "copy_pretrain_steps": 0},
     "sft": asdict(TrainConfig()),
     "dpo": asdict(DPOConfig()),
     # The paper samples 5 answers per labeled question for pairs, 3 for pseudo-labels, at T = 0.7
-    # (its code: top-k 50). questions: "labeled" (the paper) or also "unlabeled"/"both": their gold
+    # (its code: top-k 50). questions: "labeled" (the paper, for both) or "unlabeled"/"both": their gold
     # final answers are enough to tell correct from incorrect samples, and they have no gold rationale to add.
+    # Pseudo-labels of labeled questions include their gold rationale (make_rft_data), so sft-k trains
+    # on the pseudo-labels plus the labeled rows not among them.
     "pairs": {**asdict(SamplingConfig(num_samples=5, temperature=0.7, top_k=50)),
               "pairs_per_question": PAIRS_PER_QUESTION, "questions": "labeled", "verify_calculations": False},
-    "pseudo": {**asdict(SamplingConfig(num_samples=3, temperature=0.7, top_k=50)), "verify_calculations": False},
+    "pseudo": {**asdict(SamplingConfig(num_samples=3, temperature=0.7, top_k=50)), "questions": "labeled",
+               "verify_calculations": False},
     "eval": {"max_new_tokens": SamplingConfig.max_new_tokens, "batch_size": SamplingConfig.batch_size},  # greedy
 }
 
@@ -65,7 +73,7 @@ def load_config(path, extended_by=()) -> dict:
         for key, value in given.items():
             if key not in defaults:
                 raise ValueError(f"{path}: unknown key '{where}{key}' (known: {', '.join(defaults)})")
-            is_section = isinstance(defaults[key], dict) and key != "init"
+            is_section = isinstance(defaults[key], dict) and key not in ("init", "sizes")  # those are values
             if is_section and not isinstance(value, dict):
                 raise ValueError(f"{path}: '{where}{key}' must be a section {{...}}, not {value!r}")
             merged[key] = merge(defaults[key], value, f"{where}{key}.") if is_section else value
@@ -85,6 +93,20 @@ def load_config(path, extended_by=()) -> dict:
 def without_about(config: dict) -> dict:
     """The settings of a resolved config: its "about" is words, and a run may resume after they change."""
     return {key: value for key, value in config.items() if key != "about"}
+
+
+def check_choices(config: dict):
+    """Settings with a fixed set of values, checked before anything is written."""
+    for key, value, allowed in [("data.source", config["data"]["source"], ["world", "synthetic", "gsm8k"]),
+                                ("pairs.questions", config["pairs"]["questions"], list(QUESTION_SETS)),
+                                ("pseudo.questions", config["pseudo"]["questions"], list(QUESTION_SETS))]:
+        if value not in allowed:
+            raise ValueError(f"{key} is {value!r}; allowed: {', '.join(allowed)}")
+    splits = {"world": WORLD_SPLITS, "synthetic": SYNTHETIC_SPLITS}.get(config["data"]["source"], ())
+    unknown = sorted(set(config["data"]["sizes"]) - set(splits))
+    if unknown:
+        raise ValueError(f"data.sizes: unknown split {unknown[0]!r} for source {config['data']['source']!r}; "
+                         f"its splits: {', '.join(splits) or 'none (its sizes are fixed)'}")
 
 
 def base_model_type(config: dict) -> str:
@@ -115,7 +137,7 @@ class Run:
         torch.manual_seed(self.seed(name))
         work(folder)
         (folder / "DONE").write_text(f"{time.time() - start:.1f}\n")  # its duration, for the estimates
-        report.write_metrics(self.out)  # metrics.json: every finished stage's accuracies so far
+        report.write_metrics(self.out, self.format, self.config["iterations"])  # metrics.json, so far
         done = self.plan.index(name) + 1
         left = self.minutes_left(self.plan[done:])
         print(f"[{done}/{len(self.plan)}] {name} done in {time.time() - start:.0f}s; "
@@ -152,7 +174,9 @@ class Run:
 
 def prepare_data(run, folder):
     c = run.config["data"]
-    if c["source"] == "synthetic":
+    if c["source"] == "world":
+        splits = make_world(run.config["seed"], c["sizes"])
+    elif c["source"] == "synthetic":
         splits = make_synthetic(run.config["seed"], c["sizes"])
     else:  # the paper's setting: GSM8K train is labeled; its questions (with final answers) are the unlabeled pool
         train = load_dataset("gsm8k-train")
@@ -187,11 +211,11 @@ def prepare_base(run, folder):
     save_pretrained(model, tok, folder / "checkpoint")
 
 
-def evaluate(run, model, tok, folder):
-    """Greedy accuracy (calculator on) on dev, test and every OOD set; eval.json + samples per set."""
+def evaluate(run, model, tok, folder, dev_only=False):
+    """Greedy accuracy (calculator on) on dev, test and every OOD set (or dev alone); eval.json + samples per set."""
     results = {}
     for path in sorted((run.out / "data").glob("*.jsonl")):
-        if path.stem in ("labeled", "unlabeled"):
+        if path.stem in ("labeled", "unlabeled") or (dev_only and path.stem != "dev"):
             continue
         records = evaluate_rows(model, tok, read_jsonl(path), SamplingConfig(**run.config["eval"]), seed=0)
         write_jsonl(folder / f"eval-{path.stem}.jsonl", records)
@@ -209,11 +233,9 @@ def sft_stage(run, rows, folder, steps=None):
     evaluate(run, model, tok, folder)
 
 
-def pair_questions(run) -> list[dict]:
-    which = run.config["pairs"]["questions"]
-    if which not in ("labeled", "unlabeled", "both"):
-        raise ValueError(f"pairs.questions must be labeled, unlabeled or both, not {which!r}")
-    splits = ["labeled", "unlabeled"] if which == "both" else [which]
+def questions_of(run, section) -> list[dict]:
+    """The questions that `section` ("pairs" or "pseudo") samples: its "questions" setting."""
+    splits = QUESTION_SETS[run.config[section]["questions"]]
     return [row for split in splits for row in read_jsonl(run.out / "data" / f"{split}.jsonl")]
 
 
@@ -226,7 +248,7 @@ def sample_stage(run, source, questions, settings, folder):
 def pairs_stage(run, k, folder):
     tok = run.tokenizer()
     samples = [s for i in range(1, k + 1) for s in read_jsonl(run.out / f"samples-{i}" / "samples.jsonl")]
-    questions = pair_questions(run)
+    questions = questions_of(run, "pairs")
     pairs = build_pairs(samples, questions, run.format, tokenize=tok.encode,
                         pairs_per_question=run.config["pairs"]["pairs_per_question"],
                         verify_calculations=run.config["pairs"]["verify_calculations"])
@@ -244,21 +266,21 @@ def dpo_stage(run, k, folder):
     pairs = read_pairs(run.out / f"pairs-{k}" / "pairs.jsonl", tok, run.format)
     model = train_dpo(model, tok, pairs, cfg, folder / "train_log.jsonl")
     save_pretrained(model, tok, folder / "checkpoint")
-    evaluate(run, model, tok, folder)
+    evaluate(run, model, tok, folder, dev_only=True)  # what the DPO step did, on the split we decide on
 
 
 def pseudo_stage(run, k, folder):
     source = f"dpo-{k}" if run.method == "dpo-st" else f"sft-{k - 1}"
-    unlabeled = read_jsonl(run.out / "data" / "unlabeled.jsonl")
-    sample_stage(run, source, unlabeled, run.config["pseudo"], folder)
+    questions = questions_of(run, "pseudo")
+    sample_stage(run, source, questions, run.config["pseudo"], folder)
     tok = run.tokenizer()
     previous = read_jsonl(run.out / f"pseudo-{k - 1}" / "pseudo.jsonl") if k > 1 else None
     samples = read_jsonl(folder / "samples.jsonl")
-    pseudo = build_pseudo_labels(samples, unlabeled, run.format, tokenize=tok.encode, previous=previous,
+    pseudo = build_pseudo_labels(samples, questions, run.format, tokenize=tok.encode, previous=previous,
                                  verify_calculations=run.config["pseudo"]["verify_calculations"])
     write_jsonl(folder / "pseudo.jsonl", pseudo)
     # The paper's Fig. 6 mechanism: a better sampler (the DPO model) finds more correct pseudo-labels.
-    print(f"   pass@1 {report.percent_correct(samples):.1f}% on the unlabeled questions; "
+    print(f"   pass@1 {report.percent_correct(samples):.1f}% on the {run.config['pseudo']['questions']} questions; "
           f"{len(pseudo)} pseudo-labels pooled", flush=True)
 
 
@@ -279,6 +301,7 @@ def main():
     K = config["iterations"]
     each = ["samples", "pairs", "dpo", "pseudo", "sft"] if args.method == "dpo-st" else ["pseudo", "sft"]
     plan = ["data", "base", "sft-0"] + [f"{s}-{k}" for k in range(1, K + 1) for s in each] + ["control"]
+    check_choices(config)
     run = Run(out, config, args.method, plan)  # reads the base model's type: a bad model section stops here
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
@@ -293,16 +316,18 @@ def main():
     run.stage("sft-0", lambda f: sft_stage(run, labeled, f))
     for k in range(1, K + 1):
         if args.method == "dpo-st":
-            run.stage(f"samples-{k}", lambda f: sample_stage(run, f"sft-{k - 1}", pair_questions(run),
+            run.stage(f"samples-{k}", lambda f: sample_stage(run, f"sft-{k - 1}", questions_of(run, "pairs"),
                                                              config["pairs"], f))
             run.stage(f"pairs-{k}", lambda f: pairs_stage(run, k, f))
             run.stage(f"dpo-{k}", lambda f: dpo_stage(run, k, f))
         run.stage(f"pseudo-{k}", lambda f: pseudo_stage(run, k, f))
         pseudo = read_jsonl(out / f"pseudo-{k}" / "pseudo.jsonl")
-        run.stage(f"sft-{k}", lambda f: sft_stage(run, labeled + pseudo, f))
+        pseudo_ids = {row["id"] for row in pseudo}
+        rows = [row for row in labeled if row["id"] not in pseudo_ids] + pseudo
+        run.stage(f"sft-{k}", lambda f: sft_stage(run, rows, f))
     final_steps = int((out / f"sft-{K}" / "steps").read_text())
     run.stage("control", lambda f: sft_stage(run, labeled, f, steps=final_steps))
-    report.write(out, args.method, K)
+    report.write(out, args.method, K, run.format)
     print((out / "report.md").read_text())
 
 

@@ -6,7 +6,9 @@ same report as an unbroken one.
 import json
 from pathlib import Path
 
-from data.jsonl import write_atomically
+from data.formats import Format
+from data.jsonl import read_jsonl, write_atomically
+from data.selection import calculation_path, calculations_check_out
 
 
 def write_text(path, text):
@@ -25,13 +27,124 @@ def collect(out: Path) -> dict:
     return {p.name: json.loads((p / "eval.json").read_text()) for p in sorted(stages, key=order)}
 
 
-def write_metrics(out: Path):
-    write_text(out / "metrics.json", json.dumps(collect(out), indent=2) + "\n")
+def finished(out: Path, stage: str) -> bool:
+    return (out / stage / "DONE").is_file()
 
 
-def write(out: Path, method: str, iterations: int):
-    metrics = collect(out)
-    write_metrics(out)
+def iterations(out: Path, K: int) -> dict:
+    """Per iteration k, what its finished stages made: pairs, the pass@1 of sft-{k-1} on the questions
+    it sampled for pairs, the pass@1 of the pseudo-label sampler (the DPO model in DPO-ST, sft-{k-1}
+    in ST) and the pooled pseudo-labels. (No times: a resumed run writes the same file as an unbroken one.)"""
+    table = {}
+    for k in range(1, K + 1):
+        row = {}
+        if finished(out, f"samples-{k}"):
+            row["sft_pass_at_1_pair_questions"] = percent_correct(read_jsonl(out / f"samples-{k}" / "samples.jsonl"))
+        if finished(out, f"pairs-{k}"):
+            row["pairs"] = len(read_jsonl(out / f"pairs-{k}" / "pairs.jsonl"))
+        if finished(out, f"pseudo-{k}"):
+            row["pseudo_sampler_pass_at_1"] = percent_correct(read_jsonl(out / f"pseudo-{k}" / "samples.jsonl"))
+            row["pseudo_labels"] = len(read_jsonl(out / f"pseudo-{k}" / "pseudo.jsonl"))
+        table[k] = row
+    return table
+
+
+def _by_question(samples):
+    grouped = {}
+    for s in samples:
+        grouped.setdefault(s["id"], []).append(s)
+    return grouped
+
+
+def preconditions(out: Path, fmt: Format) -> dict:
+    """What the paper's setting has and a toy world may lack (../shared/LESSONS.md), measured on this run:
+      saturation      dev accuracy of the step-matched control minus SFT's: 2 points or more and the
+                      comparison with SFT is about training steps, not about self-training;
+      sft_pass_at_n   the share of training questions sft-0 solves at least once in n samples (the
+                      pairs' samples in DPO-ST, the pseudo-label samples in ST);
+      paths           among iteration 1's pseudo-label samples (the ones that become pseudo-labels):
+                      distinct valid calculation paths per solved question, and the share of correct,
+                      valid samples whose path is not the gold rationale's (new information);
+      fig6            the paper's Fig. 6: pass@1 of the DPO model and of the SFT model on the same
+                      pseudo-labelled questions (DPO-ST only)."""
+    result, metrics = {}, collect(out)
+    if "control" in metrics and "sft-0" in metrics:
+        gap = metrics["control"]["dev"] - metrics["sft-0"]["dev"]
+        result["saturation"] = {"control_minus_sft_dev": round(gap, 2), "about_steps": gap >= 2}
+    sft_samples = next((out / s / "samples.jsonl" for s in ("samples-1", "pseudo-1")
+                        if finished(out, s) and (s == "samples-1" or not finished(out, "dpo-1"))), None)
+    if sft_samples:
+        grouped = _by_question(read_jsonl(sft_samples))
+        n = max(len(v) for v in grouped.values())
+        solved = sum(any(s["correct"] for s in v) for v in grouped.values())
+        result["sft_pass_at_n"] = {"n": n, "percent": round(100 * solved / len(grouped), 2)}
+    if finished(out, "pseudo-1"):
+        gold = {r["id"]: calculation_path(fmt.format_answer(r["answer"]), fmt)
+                for r in read_jsonl(out / "data" / "labeled.jsonl")}
+        paths_per_solved, new, valid = [], 0, 0
+        samples = read_jsonl(out / "pseudo-1" / "samples.jsonl")
+        for rows in _by_question(samples).values():
+            good = [s for s in rows if s["correct"] and calculations_check_out(s["question"], s["completion"], fmt)]
+            paths = {calculation_path(s["completion"], fmt) for s in good}
+            if good:
+                paths_per_solved.append(len(paths))
+            valid += len(good)
+            new += sum(calculation_path(s["completion"], fmt) != gold.get(s["id"]) for s in good)
+        result["paths"] = {"distinct_valid_per_solved_question": round(sum(paths_per_solved) / max(1, len(paths_per_solved)), 3),
+                           "new_path_share_of_valid_samples": round(new / max(1, valid), 3),
+                           "solved_questions": len(paths_per_solved)}
+        if finished(out, "samples-1") and finished(out, "dpo-1"):
+            sft_by_question = _by_question(read_jsonl(out / "samples-1" / "samples.jsonl"))
+            shared = [q for q in _by_question(samples) if q in sft_by_question]
+            if shared:
+                dpo = [s for s in samples if s["id"] in sft_by_question]
+                sft = [s for q in shared for s in sft_by_question[q]]
+                result["fig6"] = {"dpo_pass_at_1": round(percent_correct(dpo), 2),
+                                  "sft_pass_at_1": round(percent_correct(sft), 2), "questions": len(shared)}
+    return result
+
+
+def write_metrics(out: Path, fmt: Format, K: int):
+    """metrics.json: accuracies of every finished stage, the iterations' counts, the preconditions."""
+    metrics = {"accuracy": collect(out), "iterations": iterations(out, K), "preconditions": preconditions(out, fmt)}
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def iteration_lines(table: dict) -> list[str]:
+    header = ["pairs", "SFT pass@1 (pair questions)", "pseudo sampler pass@1", "pseudo-labels"]
+    keys = ["pairs", "sft_pass_at_1_pair_questions", "pseudo_sampler_pass_at_1", "pseudo_labels"]
+    lines = ["| iteration | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    for k, row in table.items():
+        cells = [f"{row[key]:.1f}" if isinstance(row.get(key), float) else str(row.get(key, "–")) for key in keys]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def precondition_lines(p: dict) -> list[str]:
+    lines = ["## Preconditions (../shared/LESSONS.md: what the paper's setting has)", ""]
+    if "saturation" in p:
+        s = p["saturation"]
+        lines.append(f"- saturation: control minus SFT on dev = {s['control_minus_sft_dev']:+.1f} points"
+                     + (" -- 2 or more: SFT was not saturated, so a gain over SFT is partly more steps"
+                        if s["about_steps"] else " (under 2: SFT had saturated)"))
+    if "sft_pass_at_n" in p:
+        lines.append(f"- SFT pass@{p['sft_pass_at_n']['n']} on the training questions: {p['sft_pass_at_n']['percent']:.1f}%")
+    if "paths" in p:
+        q = p["paths"]
+        lines.append(f"- paths (iteration 1's pseudo-label samples): {q['distinct_valid_per_solved_question']:.2f} "
+                     f"distinct valid paths per solved question; {100 * q['new_path_share_of_valid_samples']:.0f}% "
+                     "of valid correct samples take another path than the gold's")
+    if "fig6" in p:
+        f = p["fig6"]
+        lines.append(f"- Fig. 6: pass@1 on the {f['questions']} pseudo-labelled questions, DPO model "
+                     f"{f['dpo_pass_at_1']:.1f}% vs SFT model {f['sft_pass_at_1']:.1f}%")
+    return lines + [""]
+
+
+def write(out: Path, method: str, iterations: int, fmt: Format):
+    everything = write_metrics(out, fmt, iterations)
+    metrics = everything["accuracy"]
     name = {"dpo-st": "DPO-ST", "st": "ST"}[method]
     splits = ["test"] + sorted(s for s in metrics["sft-0"] if s.startswith("ood")) + ["dev"]
     rows = [("SFT", "sft-0")]
@@ -43,11 +156,13 @@ def write(out: Path, method: str, iterations: int):
     lines = [f"# {name}: greedy accuracy (%), calculator on", "",
              "| model | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
     for label, stage in rows:
-        if stage in metrics:
-            lines.append(f"| {label} | " + " | ".join(f"{metrics[stage][s]:.1f}" for s in splits) + " |")
+        if stage in metrics:  # the DPO step is evaluated on dev only
+            lines.append(f"| {label} | " + " | ".join(f"{metrics[stage][s]:.1f}" if s in metrics[stage] else "–"
+                                                      for s in splits) + " |")
     lines += ["", "The control is SFT from the base model on the labeled data alone, for as many optimizer",
               f"steps as the last {name} SFT: it separates self-training from training longer.", "",
               "![accuracy per iteration](accuracy.svg)", ""]
+    lines += iteration_lines(everything["iterations"]) + precondition_lines(everything["preconditions"])
     write_text(out / "report.md", "\n".join(lines))
     write_text(out / "accuracy.svg", svg_plot(metrics, iterations, splits[:-1]))
 

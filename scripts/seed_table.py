@@ -5,9 +5,10 @@
 For each split: one row per run (method, seed) with SFT, each iteration and the step-matched
 control, then the mean and standard deviation over seeds per method, and, where both methods ran
 with the same seeds, DPO-ST minus ST per seed (its spread is the point: seeds differ a lot here).
+With two or more such seeds, a 95% interval for that difference (Student's t).
 Then, per iteration, the mechanism the paper's Fig. 6 shows: the pass@1 of the samples taken for
-pseudo-labels on the unlabeled questions (DPO-ST samples from its DPO model, ST from its SFT model)
-and the size of the pooled pseudo-label set that came out of them.
+pseudo-labels (DPO-ST samples from its DPO model, ST from its SFT model) and the size of the pooled
+pseudo-label set that came out of them; and each run's preconditions (metrics.json).
 """
 import argparse
 import json
@@ -20,6 +21,7 @@ from data import read_jsonl  # noqa: E402
 from data.report import collect, percent_correct  # noqa: E402
 
 NAMES = {"dpo-st": "DPO-ST", "st": "ST"}
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
 
 
 def load_runs(folders):
@@ -66,12 +68,15 @@ def table(runs, split):
         diffs = [by_seed["dpo-st", s][f"sft-{K}"][split] - by_seed["st", s][f"sft-{K}"][split] for s in seeds]
         lines += ["", f"DPO-ST minus ST after iteration {K}, per seed {seeds}: "
                   + ", ".join(f"{d:+.1f}" for d in diffs) + f" (mean {statistics.mean(diffs):+.1f})"]
+        if 2 <= len(diffs) <= 10:
+            half = T_975[len(diffs) - 1] * statistics.stdev(diffs) / len(diffs) ** 0.5
+            lines[-1] += f"; 95% interval {statistics.mean(diffs) - half:+.1f} to {statistics.mean(diffs) + half:+.1f}"
     return "\n".join(lines + [""])
 
 
 def pseudo_label_table(runs):
     K = max(run["K"] for run in runs)
-    lines = heading("pseudo-labels: pass@1 on the unlabeled questions (%) / pooled pseudo-labels",
+    lines = heading("pseudo-labels: pass@1 of the pseudo-label samples (%) / pooled pseudo-labels",
                     ["run"] + [f"iter {k}" for k in range(1, K + 1)])
     for run in runs:
         cells = []
@@ -79,6 +84,24 @@ def pseudo_label_table(runs):
             samples = read_jsonl(run["folder"] / f"pseudo-{k}" / "samples.jsonl")
             pool = read_jsonl(run["folder"] / f"pseudo-{k}" / "pseudo.jsonl")
             cells.append(f"{percent_correct(samples):.1f} / {len(pool)}")
+        lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
+
+
+def precondition_table(runs):
+    lines = heading("preconditions (metrics.json)", ["run", "control − SFT, dev", "SFT pass@n, train",
+                                                     "valid paths / solved", "new-path share", "Fig. 6: DPO vs SFT pass@1"])
+    for run in runs:
+        path = run["folder"] / "metrics.json"
+        p = json.loads(path.read_text()).get("preconditions", {}) if path.is_file() else {}
+        if not p:
+            continue
+        paths, fig6, n = p.get("paths", {}), p.get("fig6"), p.get("sft_pass_at_n", {})
+        cells = [f"{p['saturation']['control_minus_sft_dev']:+.1f}" if "saturation" in p else "–",
+                 f"{n['percent']:.1f} (n={n['n']})" if n else "–",
+                 f"{paths['distinct_valid_per_solved_question']:.2f}" if paths else "–",
+                 f"{paths['new_path_share_of_valid_samples']:.2f}" if paths else "–",
+                 f"{fig6['dpo_pass_at_1']:.1f} vs {fig6['sft_pass_at_1']:.1f}" if fig6 else "–"]
         lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [""])
 
@@ -94,6 +117,7 @@ def main():
     for split in splits:
         print(table(runs, split))
     print(pseudo_label_table(runs))
+    print(precondition_table(runs))
 
 
 if __name__ == "__main__":

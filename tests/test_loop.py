@@ -45,10 +45,17 @@ def test_smoke_run_writes_every_stage_and_the_report(tmp_path, family, method):
     stages += ["samples-1", "pairs-1", "dpo-1"] if method == "dpo-st" else []
     assert all((out / s / "DONE").is_file() for s in stages)
     assert not (out / "dpo-1").exists() if method == "st" else (out / "dpo-1" / "checkpoint").is_dir()
-    metrics = json.loads((out / "metrics.json").read_text())
+    everything = json.loads((out / "metrics.json").read_text())
+    metrics = everything["accuracy"]
     evaluated = ["sft-0", "sft-1", "control"] + (["dpo-1"] if method == "dpo-st" else [])
     assert sorted(metrics) == sorted(evaluated)
     assert set(metrics["sft-0"]) == {"dev", "test", "ood-long", "ood-distractors"}
+    assert set(metrics.get("dpo-1", {"dev": 0})) == {"dev"}  # the DPO step is judged on dev alone
+    # The preconditions and the iteration's counts, from the run's own files.
+    pre, counts = everything["preconditions"], everything["iterations"]["1"]
+    assert pre["saturation"]["control_minus_sft_dev"] == pytest.approx(metrics["control"]["dev"] - metrics["sft-0"]["dev"], abs=0.01)
+    assert pre["sft_pass_at_n"]["n"] == SMOKE["pairs" if method == "dpo-st" else "pseudo"]["num_samples"]
+    assert ("fig6" in pre) == (method == "dpo-st") and "paths" in pre
     report = (out / "report.md").read_text()
     assert "| SFT |" in report and "step-matched control" in report
     assert (out / "accuracy.svg").read_text().startswith("<svg")
@@ -59,7 +66,10 @@ def test_smoke_run_writes_every_stage_and_the_report(tmp_path, family, method):
     samples = [json.loads(line) for line in lines(out / "pseudo-1" / "samples.jsonl")]
     pass_at_1 = 100 * sum(s["correct"] for s in samples) / len(samples)
     n_pseudo = len(lines(out / "pseudo-1" / "pseudo.jsonl"))
-    assert f"pass@1 {pass_at_1:.1f}% on the unlabeled questions; {n_pseudo} pseudo-labels pooled" in stdout
+    assert f"pass@1 {pass_at_1:.1f}% on the labeled questions; {n_pseudo} pseudo-labels pooled" in stdout
+    assert counts["pseudo_labels"] == n_pseudo and counts["pseudo_sampler_pass_at_1"] == pytest.approx(pass_at_1)
+    # Pseudo-labels of labeled questions hold their gold rationale: at least one per labeled question.
+    assert n_pseudo >= len(lines(out / "data" / "labeled.jsonl"))
     if method == "dpo-st":
         pairs = [json.loads(line) for line in lines(out / "pairs-1" / "pairs.jsonl")]
         n_labeled = len(lines(out / "data" / "labeled.jsonl"))
@@ -166,7 +176,7 @@ def test_a_preset_that_extends_another_holds_only_its_changes(tmp_path):
     sys.path.insert(0, str(ROOT))
     from loop import load_config
 
-    default, full = load_config(ROOT / "configs" / "tiny-llama.json"), load_config(ROOT / "configs" / "tiny-full.json")
+    default, full = load_config(ROOT / "configs" / "scratch-llama.json"), load_config(ROOT / "configs" / "tiny-full.json")
     changed = {(section, key) for section in default if isinstance(default[section], dict)
                for key in default[section] if default[section][key] != full[section][key]}
     assert changed == {("model", "copy_pretrain_steps"), ("pairs", "verify_calculations"),

@@ -40,3 +40,13 @@ def test_seed_table_refuses_an_unfinished_run(tmp_path):
     result = subprocess.run([sys.executable, "scripts/seed_table.py", str(tmp_path / "a")], cwd=REPO,
                             capture_output=True, text=True)
     assert result.returncode != 0 and "not finished" in result.stderr
+
+
+def test_seed_table_gives_a_95_percent_interval_for_the_paired_difference(tmp_path):
+    for name, method, seed, last in [("a", "dpo-st", 0, 20.0), ("b", "dpo-st", 1, 16.0), ("c", "st", 0, 15.0),
+                                     ("d", "st", 1, 15.0)]:
+        fake_run(tmp_path / name, method, seed, {"sft-0": 10.0, "sft-1": last, "control": 11.0})
+    out = subprocess.run([sys.executable, "scripts/seed_table.py", *(str(tmp_path / n) for n in "abcd"),
+                          "--split", "test"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    # differences +5 and +1: mean 3, sd 2.83, t(0.975, 1) = 12.706, half-width 12.706 * 2.83 / sqrt(2) = 25.4
+    assert "per seed [0, 1]: +5.0, +1.0 (mean +3.0); 95% interval -22.4 to +28.4" in out
