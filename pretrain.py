@@ -10,8 +10,9 @@ token for a decoder; the target for T5). No task or OOD template is in it.
     make base    # = python pretrain.py --init configs/scratch-llama.json --out bases/tiny-llama --problems 16000 \
                  #     --arithmetic 2000 --copies 2000 --epochs 2 --lr 3e-3 --batch-size 32 --micro-batch-size 32
 
-The model's shape is the preset's model.init (a from-scratch preset: the default itself starts from the base); the base is written as a checkpoint folder with its
-tokenizer and recipe.json (every setting, the corpus sizes, the torch version and thread count).
+The model's shape is a from-scratch preset's model.init (the default itself starts from the base).
+The base is written as a checkpoint folder with its tokenizer and recipe.json (every setting, the
+corpus sizes, the torch version and thread count).
 """
 import argparse
 import hashlib

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from data.formats import Format
 from data.jsonl import read_jsonl, write_atomically
-from data.selection import calculation_path, calculations_check_out
+from data.selection import calculation_path, calculations_check_out, group_by_question
 
 
 def write_text(path, text):
@@ -49,13 +49,6 @@ def iterations(out: Path, K: int) -> dict:
     return table
 
 
-def _by_question(samples):
-    grouped = {}
-    for s in samples:
-        grouped.setdefault(s["id"], []).append(s)
-    return grouped
-
-
 def preconditions(out: Path, fmt: Format) -> dict:
     """What the paper's setting has and a toy world may lack (../shared/LESSONS.md), measured on this run:
       saturation      dev accuracy of the step-matched control minus SFT's: 2 points or more and the
@@ -71,10 +64,10 @@ def preconditions(out: Path, fmt: Format) -> dict:
     if "control" in metrics and "sft-0" in metrics:
         gap = metrics["control"]["dev"] - metrics["sft-0"]["dev"]
         result["saturation"] = {"control_minus_sft_dev": round(gap, 2), "about_steps": gap >= 2}
-    sft_samples = next((out / s / "samples.jsonl" for s in ("samples-1", "pseudo-1")
-                        if finished(out, s) and (s == "samples-1" or not finished(out, "dpo-1"))), None)
-    if sft_samples:
-        grouped = _by_question(read_jsonl(sft_samples))
+    # sft-0's own samples of the training questions: for pairs (DPO-ST), else for pseudo-labels (ST)
+    sft_stage = "samples-1" if finished(out, "samples-1") else None if finished(out, "dpo-1") else "pseudo-1"
+    if sft_stage and finished(out, sft_stage):
+        grouped = group_by_question(read_jsonl(out / sft_stage / "samples.jsonl"))
         n = max(len(v) for v in grouped.values())
         solved = sum(any(s["correct"] for s in v) for v in grouped.values())
         result["sft_pass_at_n"] = {"n": n, "percent": round(100 * solved / len(grouped), 2)}
@@ -83,19 +76,19 @@ def preconditions(out: Path, fmt: Format) -> dict:
                 for r in read_jsonl(out / "data" / "labeled.jsonl")}
         paths_per_solved, new, valid = [], 0, 0
         samples = read_jsonl(out / "pseudo-1" / "samples.jsonl")
-        for rows in _by_question(samples).values():
+        for rows in group_by_question(samples).values():
             good = [s for s in rows if s["correct"] and calculations_check_out(s["question"], s["completion"], fmt)]
-            paths = {calculation_path(s["completion"], fmt) for s in good}
+            paths = [calculation_path(s["completion"], fmt) for s in good]
             if good:
-                paths_per_solved.append(len(paths))
+                paths_per_solved.append(len(set(paths)))
             valid += len(good)
-            new += sum(calculation_path(s["completion"], fmt) != gold.get(s["id"]) for s in good)
+            new += sum(path != gold.get(s["id"]) for s, path in zip(good, paths))
         result["paths"] = {"distinct_valid_per_solved_question": round(sum(paths_per_solved) / max(1, len(paths_per_solved)), 3),
                            "new_path_share_of_valid_samples": round(new / max(1, valid), 3),
                            "solved_questions": len(paths_per_solved)}
         if finished(out, "samples-1") and finished(out, "dpo-1"):
-            sft_by_question = _by_question(read_jsonl(out / "samples-1" / "samples.jsonl"))
-            shared = [q for q in _by_question(samples) if q in sft_by_question]
+            sft_by_question = group_by_question(read_jsonl(out / "samples-1" / "samples.jsonl"))
+            shared = [q for q in group_by_question(samples) if q in sft_by_question]
             if shared:
                 dpo = [s for s in samples if s["id"] in sft_by_question]
                 sft = [s for q in shared for s in sft_by_question[q]]

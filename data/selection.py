@@ -88,7 +88,7 @@ def build_pairs(samples, labeled, fmt: Format, tokenize=str.split, pairs_per_que
     """
     if pairs_per_question < 1:
         raise ValueError(f"pairs_per_question must be at least 1, got {pairs_per_question}")
-    samples_by_question = _group_by_question(samples)
+    samples_by_question = group_by_question(samples)
     pairs = []
     for row in labeled:
         own_samples = samples_by_question.get(row["id"], [])
@@ -150,8 +150,8 @@ def build_pseudo_labels(samples, questions, fmt: Format, tokenize=str.split, thr
     Rows have the dataset shape; "answer" is written as fmt.format_answer writes it.
     Samples and previous rows of questions not in `questions` are ignored.
     """
-    samples_by_question = _group_by_question(samples)
-    previous_by_question = _group_by_question(previous or [])
+    samples_by_question = group_by_question(samples)
+    previous_by_question = group_by_question(previous or [])
     solutions = {}
     for row in questions:
         candidates = [fmt.format_answer(row["answer"])] if row.get("answer") is not None else []
@@ -211,7 +211,7 @@ def calculations_check_out(question, rationale, fmt: Format):
 
 # --- helpers ---------------------------------------------------------------------------
 
-def _group_by_question(rows):
+def group_by_question(rows):
     """{question id: [rows of that question, in their order]}."""
     by_question = {}
     for row in rows:
