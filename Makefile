@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test data base bench iterate clean
+.PHONY: setup test data demo base bench iterate clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,11 @@ SEED ?= 0
 RUN ?= runs/$(basename $(notdir $(CONFIG)))-$(METHOD)-seed$(SEED)
 iterate: setup
 	$(PY) loop.py --config $(CONFIG) --method $(METHOD) --seed $(SEED) --out $(RUN)
+
+# The whole loop on the smoke preset in under a minute: a plumbing demo (its accuracies mean nothing).
+demo: setup
+	rm -rf runs/demo
+	$(PY) loop.py --config configs/smoke.json --method dpo-st --out runs/demo
 
 # Rebuild the shipped pretrained base (bases/tiny-llama, its recipe.json beside it): about 18 minutes
 # on 2 cores. The loop never runs this; it reads the shipped files (tests/test_bases.py checks their sha256).

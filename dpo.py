@@ -8,7 +8,6 @@ Paper values (section 4, Table 5; exp_config/*/dpo-1.yaml in its code): beta 0.1
 150 steps, lr 7e-7; Llama batch 128, 100 steps, lr 3e-7; warmup 10%, cosine to 0.1x, weight decay
 0.01. Dropout is off in both models. The optimizer loop is trainer.py's.
 """
-import argparse
 import copy
 import functools
 import os
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 
 from data import Format, format_for, read_jsonl
 from distributed import finish, process_device, rank_and_world
-from flags import add_flags, from_flags, setting
+from flags import Parser, add_flags, check_flags, from_flags, setting
 from model import load_pretrained, save_pretrained
 from model.logprobs import answer_logprobs
 from trainer import TrainConfig, train_loop
@@ -30,14 +29,22 @@ LOSS_TYPES = ("sigmoid", "ipo")
 
 @dataclass
 class DPOConfig(TrainConfig):
-    """The optimizer's settings (TrainConfig) and the DPO loss's."""
-    beta: float = setting(0.1, "strength of the KL penalty towards the reference (paper: 0.1)")
+    """The optimizer's settings (TrainConfig's, with the paper's Llama DPO values as defaults: see the
+    module docstring; the T5 presets set T5's) and the DPO loss's."""
+    lr: float = setting(3e-7, "peak learning rate (paper: 3e-7 Llama, 7e-7 T5)", above=0)
+    weight_decay: float = setting(0.01, "AdamW weight decay, on matrices only (paper: 0.01)", at_least=0)
+    warmup_ratio: float = setting(0.1, "fraction of the steps spent warming up linearly (paper: 0.1)",
+                                  at_least=0, below=1)
+    steps: int = setting(100, "optimizer steps (paper: 100 Llama, 150 T5); 0 = as many as --epochs make",
+                         at_least=0)
+    beta: float = setting(0.1, "strength of the KL penalty towards the reference (paper: 0.1)", above=0)
     loss_type: str = setting("sigmoid", "sigmoid: DPO (the paper's); ipo: IPO", choices=LOSS_TYPES)
-    label_smoothing: float = setting(0.0, "conservative DPO's epsilon: how often a pair's label is taken as flipped")
+    label_smoothing: float = setting(0.0, "conservative DPO's epsilon: how often a pair's label is taken as flipped",
+                                     at_least=0, below=0.5)
     reference_free: bool = setting(False, "take the reference as uniform (its log-ratios are 0)")
-    nll_alpha: float = setting(0.0, "weight of an NLL term on the chosen answer (0 = the paper's plain DPO)")
+    nll_alpha: float = setting(0.0, "weight of an NLL term on the chosen answer (0 = the paper's plain DPO)",
+                               at_least=0)
     precompute_ref: bool = setting(False, "score the pairs with the reference once, then free it")
-
 
 class Pair(NamedTuple):
     """A preference pair as token ids, and the reference's summed log-probs once precomputed."""
@@ -149,20 +156,23 @@ def read_pairs(path, tok, fmt: Format) -> list[Pair]:
         for key in ("prompt", "chosen", "rejected"):
             if not isinstance(row.get(key), str):
                 raise ValueError(f"{path} line {line}: missing or non-text field '{key}'")
+        if row["chosen"].strip() == row["rejected"].strip():
+            raise ValueError(f"{path} line {line}: chosen and rejected are the same answer (a pair must differ)")
         prompt, chosen = fmt.encode_example(tok, row["prompt"], row["chosen"])
         pairs.append(Pair(prompt, chosen, fmt.encode_example(tok, row["prompt"], row["rejected"]).answer))
     return pairs
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="the SFT checkpoint: policy and frozen reference")
     ap.add_argument("--pairs", required=True, help="JSONL of {prompt, chosen, rejected}")
     ap.add_argument("--out", required=True, help="folder for checkpoint/ and train_log.jsonl")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N, mps")
     add_flags(ap, DPOConfig)
     args = ap.parse_args()
-    cfg = from_flags(args, DPOConfig)
+    cfg = from_flags(ap, args, DPOConfig)
+    check_flags(ap, args)
     model, tok = load_pretrained(args.model, device=process_device(args.device, rank_and_world()[0]))
     pairs = read_pairs(args.pairs, tok, format_for(model.config.model_type))
     os.makedirs(args.out, exist_ok=True)

@@ -18,106 +18,27 @@ Each stage writes into runs/NAME/<stage>/ and writes DONE last; a rerun skips fi
 redoes an unfinished one from scratch. Every stage is seeded from (seed, stage name), so a run
 killed at any moment and rerun ends with the same numbers as an unbroken one.
 """
-import argparse
 import json
 import shutil
 import time
 import zlib
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from data import build_pairs, build_pseudo_labels, format_for, load_dataset, read_jsonl, report, write_jsonl
-from data.selection import PAIRS_PER_QUESTION
-from data.synthetic import SPLITS as SYNTHETIC_SPLITS, make_synthetic
-from data.world import SPLITS as WORLD_SPLITS, make_world
+from data import (build_pairs, build_pseudo_labels, format_for, load_dataset, read_jsonl, report, write_atomically,
+                  write_jsonl)
+from data.synthetic import make_synthetic
+from data.world import make_world
 from dpo import DPOConfig, read_pairs, train_dpo
 from model import init_from_config, load_pretrained, load_tokenizer, save_pretrained
-from model import load_config as load_model_config  # a checkpoint's config.json (load_config here: a preset)
 from model.tokenizer import train_sentencepiece
+from preset import QUESTION_SETS, base_model_type, check_config, load_config, without_about
 from sample import SamplingConfig, evaluate_rows
 from train_sft import encode_rows, train_sft
+from flags import Parser
 from trainer import TrainConfig, total_steps
-
-QUESTION_SETS = {"labeled": ["labeled"], "unlabeled": ["unlabeled"], "both": ["labeled", "unlabeled"]}
-DEFAULTS = {
-    "about": "",  # what the preset is, and where its numbers come from
-    "seed": 0, "iterations": 3, "device": "cpu", "dtype": "float32",
-    # source: "world" (data/world.py: many solution paths per question, a pretraining corpus),
-    # "synthetic" (data/synthetic.py: one path per question) or "gsm8k" (`make data`; ood: the OOD test
-    # sets). sizes: examples per split; a split not named keeps its source's DEFAULT_SIZES.
-    "data": {"source": "world", "sizes": {}, "ood": ["svamp", "asdiv", "multiarith"]},
-    "model": {"checkpoint": None, "init": None, "tokenizer_vocab_size": 800,  # init: an HF config dict
-              "copy_pretrain_steps": 0},
-    "sft": asdict(TrainConfig()),
-    "dpo": asdict(DPOConfig()),
-    # The paper samples 5 answers per labeled question for pairs, 3 for pseudo-labels, at T = 0.7
-    # (its code: top-k 50). questions: "labeled" (the paper, for both) or "unlabeled"/"both": their gold
-    # final answers are enough to tell correct from incorrect samples, and they have no gold rationale to add.
-    # Pseudo-labels of labeled questions include their gold rationale (make_rft_data), so sft-k trains
-    # on the pseudo-labels plus the labeled rows not among them.
-    "pairs": {**asdict(SamplingConfig(num_samples=5, temperature=0.7, top_k=50)),
-              "pairs_per_question": PAIRS_PER_QUESTION, "questions": "labeled", "verify_calculations": False},
-    "pseudo": {**asdict(SamplingConfig(num_samples=3, temperature=0.7, top_k=50)), "questions": "labeled",
-               "verify_calculations": False},
-    "eval": {"max_new_tokens": SamplingConfig.max_new_tokens, "batch_size": SamplingConfig.batch_size},  # greedy
-}
-
-
-def load_config(path, extended_by=()) -> dict:
-    """A preset merged over DEFAULTS; an unknown key is an error naming it. A preset with
-    "extends": "other.json" (beside it) holds only what it changes from that preset."""
-    def merge(defaults, given, where):
-        merged = dict(defaults)
-        for key, value in given.items():
-            if key not in defaults:
-                raise ValueError(f"{path}: unknown key '{where}{key}' (known: {', '.join(defaults)})")
-            is_section = isinstance(defaults[key], dict) and key not in ("init", "sizes")  # those are values
-            if is_section and not isinstance(value, dict):
-                raise ValueError(f"{path}: '{where}{key}' must be a section {{...}}, not {value!r}")
-            merged[key] = merge(defaults[key], value, f"{where}{key}.") if is_section else value
-        return merged
-    path = Path(path)
-    with open(path) as f:
-        given = json.load(f)
-    base = DEFAULTS
-    if "extends" in given:
-        parent = path.parent / given.pop("extends")
-        if parent.resolve() in extended_by + (path.resolve(),):
-            raise ValueError(f"{path}: 'extends' makes a cycle through {parent}")
-        base = load_config(parent, extended_by + (path.resolve(),))
-    return merge(base, given, "")
-
-
-def without_about(config: dict) -> dict:
-    """The settings of a resolved config: its "about" is words, and a run may resume after they change."""
-    return {key: value for key, value in config.items() if key != "about"}
-
-
-def check_choices(config: dict):
-    """Settings with a fixed set of values, checked before anything is written."""
-    for key, value, allowed in [("data.source", config["data"]["source"], ["world", "synthetic", "gsm8k"]),
-                                ("pairs.questions", config["pairs"]["questions"], list(QUESTION_SETS)),
-                                ("pseudo.questions", config["pseudo"]["questions"], list(QUESTION_SETS))]:
-        if value not in allowed:
-            raise ValueError(f"{key} is {value!r}; allowed: {', '.join(allowed)}")
-    splits = {"world": WORLD_SPLITS, "synthetic": SYNTHETIC_SPLITS}.get(config["data"]["source"], ())
-    unknown = sorted(set(config["data"]["sizes"]) - set(splits))
-    if unknown:
-        raise ValueError(f"data.sizes: unknown split {unknown[0]!r} for source {config['data']['source']!r}; "
-                         f"its splits: {', '.join(splits) or 'none (its sizes are fixed)'}")
-
-
-def base_model_type(config: dict) -> str:
-    """The model_type of the run's base model: from its checkpoint's config.json, or from model.init."""
-    c = config["model"]
-    if c["checkpoint"]:
-        return load_model_config(c["checkpoint"]).model_type
-    if not isinstance(c["init"], dict) or "model_type" not in c["init"]:
-        raise ValueError("model: set 'checkpoint' (a checkpoint folder) or 'init' (an HF config with a model_type)")
-    return c["init"]["model_type"]
-
 
 class Run:
     def __init__(self, out: Path, config: dict, method: str, plan: list[str]):
@@ -220,7 +141,7 @@ def evaluate(run, model, tok, folder, dev_only=False):
         records = evaluate_rows(model, tok, read_jsonl(path), SamplingConfig(**run.config["eval"]), seed=0)
         write_jsonl(folder / f"eval-{path.stem}.jsonl", records)
         results[path.stem] = report.percent_correct(records)
-    (folder / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_atomically(folder / "eval.json", (json.dumps(results, indent=2) + "\n").encode())
     print("   " + "  ".join(f"{k} {v:.1f}" for k, v in results.items()), flush=True)
 
 
@@ -285,30 +206,32 @@ def pseudo_stage(run, k, folder):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="DPO-ST or ST, end to end, resumable.")
-    ap.add_argument("--config", default="configs/tiny-llama.json")
-    ap.add_argument("--method", choices=["dpo-st", "st"], default="dpo-st")
+    ap = Parser("DPO-ST or ST, end to end, resumable.")
+    ap.add_argument("--config", default="configs/tiny-llama.json", help="a preset (configs/*.json)")
+    ap.add_argument("--method", choices=["dpo-st", "st"], default="dpo-st", help="with the DPO step, or plain ST")
     ap.add_argument("--iterations", type=int, default=None, help="overrides the config's")
     ap.add_argument("--seed", type=int, default=None, help="overrides the config's (data, init, sampling)")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="the run's folder; the same command again resumes it")
     args = ap.parse_args()
     config = load_config(args.config)
     if args.iterations is not None:
         config["iterations"] = args.iterations
     if args.seed is not None:
         config["seed"] = args.seed
+    check_config(config, args.config)  # every value, before anything is written
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        ap.error(f"argument --out: {out} is a file; a run is a folder")
     K = config["iterations"]
     each = ["samples", "pairs", "dpo", "pseudo", "sft"] if args.method == "dpo-st" else ["pseudo", "sft"]
     plan = ["data", "base", "sft-0"] + [f"{s}-{k}" for k in range(1, K + 1) for s in each] + ["control"]
-    check_choices(config)
     run = Run(out, config, args.method, plan)  # reads the base model's type: a bad model section stops here
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
     resolved = {**config, "method": args.method}
     if saved.is_file() and without_about(json.loads(saved.read_text())) != without_about(resolved):
         raise ValueError(f"{out} holds a run with another config or method; use a new --out")
-    saved.write_text(json.dumps(resolved, indent=2) + "\n")
+    write_atomically(saved, (json.dumps(resolved, indent=2) + "\n").encode())
 
     run.stage("data", lambda f: prepare_data(run, f))
     run.stage("base", lambda f: prepare_base(run, f))
@@ -327,7 +250,7 @@ def main():
         run.stage(f"sft-{k}", lambda f: sft_stage(run, rows, f))
     final_steps = int((out / f"sft-{K}" / "steps").read_text())
     run.stage("control", lambda f: sft_stage(run, labeled, f, steps=final_steps))
-    report.write(out, args.method, K, run.format)
+    report.write(out, args.method, K, run.format, config["about"])
     print((out / "report.md").read_text())
 
 

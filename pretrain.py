@@ -14,7 +14,6 @@ The model's shape is a from-scratch preset's model.init (the default itself star
 The base is written as a checkpoint folder with its tokenizer and recipe.json (every setting, the
 corpus sizes, the torch version and thread count).
 """
-import argparse
 import hashlib
 import json
 import shutil
@@ -25,7 +24,7 @@ import torch
 
 from data import Example, format_for
 from data.world import make_world, pretraining_corpus
-from flags import add_flags, from_flags
+from flags import Parser, add_flags, from_flags
 from model import init_from_config, save_pretrained
 from model.tokenizer import train_sentencepiece
 from train_sft import train_sft
@@ -49,7 +48,7 @@ def corpus_examples(tok, fmt, rows):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(__doc__.split("\n\n")[0])
     ap.add_argument("--init", required=True, help="a loop preset: its model.init and tokenizer_vocab_size")
     ap.add_argument("--out", required=True, help="the base's checkpoint folder")
     ap.add_argument("--problems", type=int, default=24000, help="problems of data/synthetic.py's templates")
@@ -57,13 +56,20 @@ def main():
     ap.add_argument("--copies", type=int, default=4000, help="questions to write again")
     add_flags(ap, TrainConfig)
     args = ap.parse_args()
-    cfg = from_flags(args, TrainConfig)
-    with open(args.init) as f:
-        preset = json.load(f)
-    model_cfg = preset["model"]
+    cfg = from_flags(ap, args, TrainConfig)
+    for flag in ("problems", "arithmetic", "copies"):
+        if getattr(args, flag) < (1 if flag == "problems" else 0):
+            ap.error(f"argument --{flag}: {getattr(args, flag)} is not allowed (allowed: a whole number >= "
+                     f"{1 if flag == 'problems' else 0})")
+    try:
+        with open(args.init) as f:
+            preset = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        ap.error(f"argument --init: {args.init}: {e}")
+    model_cfg = preset.get("model", {})
     if not isinstance(model_cfg.get("init"), dict):
-        raise SystemExit(f"pretrain.py: error: {args.init}: model.init must be an HF config dict (a from-scratch "
-                         "preset such as configs/scratch-llama.json), not {model_cfg.get('init')!r}")
+        ap.error(f"argument --init: {args.init}: model.init must be an HF config dict (a from-scratch "
+                 f"preset such as configs/scratch-llama.json), not {model_cfg.get('init')!r}")
     init, vocab_size = model_cfg["init"], model_cfg.get("tokenizer_vocab_size", 800)
     fmt = format_for(init["model_type"])
     rows = pretraining_corpus(CORPUS_SEED, args.problems, args.arithmetic, args.copies)
@@ -79,20 +85,28 @@ def main():
     start = time.time()
     model = train_sft(model, tok, corpus_examples(tok, fmt, rows), cfg, log_path=out.parent / f".{out.name}-log.jsonl")
     minutes = (time.time() - start) / 60
-    save_pretrained(model, tok, out)
+    # The base is built under a temporary name and renamed into place whole, with its log and recipe.
+    building = out.parent / f".{out.name}-building"
+    save_pretrained(model, tok, building)
     shutil.rmtree(out.parent / f".{out.name}-tokenizer")
-    (out.parent / f".{out.name}-log.jsonl").replace(out / "pretrain_log.jsonl")
+    (out.parent / f".{out.name}-log.jsonl").replace(building / "pretrain_log.jsonl")
     recipe = {"command": "python pretrain.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
               "corpus": {"seed": CORPUS_SEED, "problems": args.problems, "arithmetic": args.arithmetic,
                          "copies": args.copies, "tokenizer_task_style_texts": TOKENIZER_TEXTS},
               "train": vars(cfg), "minutes": round(minutes, 1), "torch": torch.__version__,
               "threads": torch.get_num_threads(),
-              "sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())
+              "sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(building.iterdir())
                          if p.name != "pretrain_log.jsonl"}}
-    (out / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    (building / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    building.rename(out)
     print(f"{args.out}: {sum(p.numel() for p in model.parameters())} parameters, "
           f"{len(rows)} corpus rows, {minutes:.1f} min")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"pretrain.py: error: {e}")

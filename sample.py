@@ -15,18 +15,20 @@ How one call works (gpt-fast style, one code path for CPU and CUDA, and for Llam
 
     python sample.py --model DIR --data gsm8k-test --out samples.jsonl [--num-samples K ...]
 """
-import argparse
-import json
 import functools
+import json
+import os
 from collections import deque
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
-from data import Format, calculate, extract_answer, format_for, is_correct, load_dataset, write_jsonl
+from data import (Format, calculate, extract_answer, format_for, is_correct, load_dataset, write_atomically,
+                  write_jsonl)
 from distributed import finish, process_device, rank_and_world
-from flags import add_flags, from_flags, setting
+from flags import (DTYPES, Parser, SettingError, add_flags, check_device, check_output_file,
+                   check_settings, from_flags, setting)
 from model import load_pretrained
 
 CALC_WINDOW = 48     # tokens of a row's tail decoded when it may have opened a calculator call
@@ -37,16 +39,21 @@ COMPACT_AT = 0.25    # drop finished rows once this fraction of the batch has fi
 class SamplingConfig:
     """How evaluate_rows samples: greedy, one answer per question, calculator on, unless told otherwise.
     The loop's stages set the paper's values (loop.py: 5 samples for pairs, 3 for pseudo-labels, T 0.7)."""
-    num_samples: int = setting(1, "answers per question")
+    num_samples: int = setting(1, "answers per question (more than 1 needs temperature > 0)", at_least=1)
     # how each token is picked
-    temperature: float = setting(0.0, "0 = greedy")
-    top_k: int = setting(0, "sample among the k most likely tokens; 0 = all")
-    top_p: float = setting(1.0, "sample among the most likely tokens that hold this much probability")
+    temperature: float = setting(0.0, "0 = greedy", at_least=0)
+    top_k: int = setting(0, "sample among the k most likely tokens; 0 = all", at_least=0)
+    top_p: float = setting(1.0, "sample among the most likely tokens that hold this much probability",
+                           above=0, at_most=1)
     # how long, and how many rows at once
-    max_new_tokens: int = setting(300, "longest answer, in tokens (paper: 300)")
-    batch_size: int = setting(32, "rows per generate call")
+    max_new_tokens: int = setting(300, "longest answer, in tokens (paper: 300)", at_least=1)
+    batch_size: int = setting(32, "rows per generate call", at_least=1)
     calculator: bool = setting(True, "compute each <<a*b= call and write its result (paper section 3.3)")
 
+    def __post_init__(self):
+        check_settings(self)
+        if self.temperature == 0 and self.num_samples > 1:  # greedy decoding would repeat itself
+            raise SettingError("num_samples", self.num_samples, "1 when temperature is 0 (greedy)")
 
 def pick_next(logits, temperature, top_k, top_p, generator):
     """Greedy when temperature == 0; else sample from softmax(logits / T) restricted by top-k and top-p."""
@@ -227,23 +234,32 @@ def summarize(records, num_samples) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description="Sample solutions with our KV-cached sampler and score them.")
+    ap = Parser("Sample solutions with our KV-cached sampler and score them.")
     ap.add_argument("--model", required=True, help="a Hugging Face checkpoint folder (Llama or T5)")
     ap.add_argument("--data", required=True, help="gsm8k-test, gsm8k-dev, svamp, asdiv, multiarith, or FILE.jsonl")
-    ap.add_argument("--out", required=True, help="JSONL: one line per sample")
+    ap.add_argument("--out", required=True, help="JSONL: one line per sample (and OUT.summary.json beside it)")
     add_flags(ap, SamplingConfig)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed (greedy decoding ignores it)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N questions (N >= 1; default: all)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N, mps")
+    ap.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32", choices=DTYPES,
+                    help="weights' dtype while sampling")
     args = ap.parse_args()
-    sampling = from_flags(args, SamplingConfig)
-    if sampling.temperature == 0 and sampling.num_samples > 1:
-        ap.error("--num-samples > 1 needs --temperature > 0 (greedy decoding repeats itself)")
-
+    sampling = from_flags(ap, args, SamplingConfig)
+    try:  # every flag is checked before the model is loaded or anything is written
+        check_device("--device", args.device)
+        if args.limit is not None and args.limit < 1:
+            raise SettingError("--limit", args.limit, "a whole number >= 1")
+        summary_path = args.out.removesuffix(".jsonl") + ".summary.json"
+        for out in (args.out, summary_path):
+            check_output_file("--out", out, inputs=[args.data, os.path.join(args.model, "config.json")])
+    except SettingError as e:
+        ap.error(f"argument {e}")
     rank, world = rank_and_world()  # under torchrun: each process samples every world-th question
-    model, tok = load_pretrained(args.model, device=process_device(args.device, rank), dtype=getattr(torch, args.dtype))
     rows = load_dataset(args.data)[: args.limit]
+    if not rows:
+        raise ValueError(f"{args.data}: no questions to sample")
+    model, tok = load_pretrained(args.model, device=process_device(args.device, rank), dtype=getattr(torch, args.dtype))
     records = evaluate_rows(model, tok, rows[rank::world], sampling, args.seed + 1_000_003 * rank)
     if world > 1:  # gather every process's records, back in the questions' order
         shards = [None] * world
@@ -251,14 +267,12 @@ def main():
         order = {row["id"]: i for i, row in enumerate(rows)}
         records = sorted((r for shard in shards for r in shard), key=lambda r: (order[r["id"]], r["sample"]))
     if rank == 0:
-        write_jsonl(args.out, records)
         summary = summarize(records, sampling.num_samples)
-        summary_path = args.out.removesuffix(".jsonl") + ".summary.json"
-        with open(summary_path, "w") as f:
-            json.dump({**summary, "data": args.data, "model": args.model, "seed": args.seed}, f, indent=2)
+        write_jsonl(args.out, records)  # each file appears whole (a temporary name, then a rename)
+        write_atomically(summary_path, (json.dumps({**summary, "data": args.data, "model": args.model,
+                                                    "seed": args.seed}, indent=2) + "\n").encode())
         print(json.dumps(summary))
     finish()
-
 
 if __name__ == "__main__":
     try:

@@ -8,7 +8,6 @@ prompt and padding tokens are masked (model/logprobs.py). The optimizer loop is 
     python train_sft.py --init-config config.json --tokenizer DIR ...   (random init of an HF-style config.json)
     torchrun --nproc_per_node 2 train_sft.py ...                        (DDP: gloo or NCCL)
 """
-import argparse
 import functools
 import json
 import os
@@ -16,9 +15,9 @@ from dataclasses import asdict
 
 import torch
 
-from data import Format, format_for, read_jsonl
+from data import Format, format_for, read_jsonl, write_atomically
 from distributed import finish, process_device, rank_and_world
-from flags import add_flags, from_flags
+from flags import Parser, add_flags, check_flags, from_flags
 from model import config_from_dict, init_from_config, load_pretrained, load_tokenizer, save_pretrained
 from model.logprobs import answer_logprobs
 from trainer import TrainConfig, train_loop
@@ -48,17 +47,18 @@ def encode_rows(tok, fmt: Format, rows, where):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(__doc__.split("\n\n")[0])
     source = ap.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="start from this checkpoint folder")
     source.add_argument("--init-config", help="start from a random init of this HF-style config.json")
     ap.add_argument("--tokenizer", help="tokenizer folder (with --init-config)")
     ap.add_argument("--data", nargs="+", required=True, help="JSONL files of {question, answer}")
     ap.add_argument("--out", required=True, help="folder for checkpoint/, train_log.jsonl, train_config.json")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N, mps")
     add_flags(ap, TrainConfig)
     args = ap.parse_args()
-    cfg = from_flags(args, TrainConfig)
+    cfg = from_flags(ap, args, TrainConfig)
+    check_flags(ap, args)
     device = process_device(args.device, rank_and_world()[0])
     if args.model:
         model, tok = load_pretrained(args.model, device=device)
@@ -71,12 +71,13 @@ def main():
         model = init_from_config(config, seed=cfg.seed).to(device)
     fmt = format_for(model.config.model_type)
     examples = [e for path in args.data for e in encode_rows(tok, fmt, read_jsonl(path), path)]
+    if not examples:
+        raise ValueError(f"{', '.join(args.data)}: no examples to train on")
     os.makedirs(args.out, exist_ok=True)
     model = train_sft(model, tok, examples, cfg, log_path=os.path.join(args.out, "train_log.jsonl"))
     if rank_and_world()[0] == 0:
         save_pretrained(model, tok, args.out + "/checkpoint")
-        with open(os.path.join(args.out, "train_config.json"), "w") as f:
-            json.dump(asdict(cfg), f, indent=2)
+        write_atomically(os.path.join(args.out, "train_config.json"), (json.dumps(asdict(cfg), indent=2) + "\n").encode())
     finish()
 
 

@@ -9,6 +9,7 @@ autocast on CUDA. train_sft.py and dpo.py each bring their loss; this file knows
 import contextlib
 import json
 import math
+import os
 import random
 from dataclasses import dataclass
 
@@ -17,24 +18,27 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from distributed import rank_and_world
-from flags import setting
+from flags import check_settings, setting
 
 
 @dataclass
 class TrainConfig:
     # AdamW and its schedule
-    lr: float = setting(3e-4, "peak learning rate, reached after the warmup")
-    weight_decay: float = setting(0.0, "AdamW weight decay, on matrices only")
-    warmup_ratio: float = setting(0.03, "fraction of the steps spent warming up linearly")
-    min_lr_ratio: float = setting(0.1, "cosine_with_min_lr: decay to this times the peak")
-    max_grad_norm: float = setting(1.0, "gradient clipping")
+    lr: float = setting(3e-4, "peak learning rate, reached after the warmup", above=0)
+    weight_decay: float = setting(0.0, "AdamW weight decay, on matrices only", at_least=0)
+    warmup_ratio: float = setting(0.03, "fraction of the steps spent warming up linearly", at_least=0, below=1)
+    min_lr_ratio: float = setting(0.1, "cosine_with_min_lr: decay to this times the peak", at_least=0, at_most=1)
+    max_grad_norm: float = setting(1.0, "gradient clipping", above=0)
     # how long, and in what batches
-    epochs: float = setting(3.0, "passes over the examples (unless --steps is set)")
-    steps: int = setting(0, "optimizer steps; 0 = as many as --epochs make")
-    batch_size: int = setting(16, "examples per optimizer step, over all processes")
-    micro_batch_size: int = setting(16, "examples per forward pass (batch_size / micro_batch_size = accumulation)")
+    epochs: float = setting(3.0, "passes over the examples (unless --steps is set)", above=0)
+    steps: int = setting(0, "optimizer steps; 0 = as many as --epochs make", at_least=0)
+    batch_size: int = setting(16, "examples per optimizer step, over all processes", at_least=1)
+    micro_batch_size: int = setting(16, "examples per forward pass (batch_size / micro_batch_size = accumulation)",
+                                    at_least=1)
     seed: int = setting(0, "order of the examples")
 
+    def __post_init__(self):
+        check_settings(self)
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warmup over warmup_ratio of the steps, then cosine from the peak down to min_lr_ratio x peak."""
@@ -89,7 +93,9 @@ def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, 
     model.train(dropout)  # DPO trains with dropout off: eval mode changes nothing else in our models
     optimizer = make_optimizer(core, cfg)
     steps = total_steps(len(examples), cfg)
-    log = open(log_path, "w") if log_path and rank == 0 else None
+    # The log grows under a temporary name (tail it to watch) and takes its own name when training ends,
+    # so a crash never leaves a train_log.jsonl that looks like a finished run's.
+    log = open(f"{log_path}.part", "w") if log_path and rank == 0 else None
     n_tokens = [example.n_tokens for example in examples]
     bar = tqdm(global_batches(len(examples), cfg, steps), total=steps, desc=desc, disable=rank != 0)
     for step, batch in enumerate(bar):
@@ -122,4 +128,5 @@ def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, 
             log.write(json.dumps(metrics) + "\n")
     if log:
         log.close()
+        os.replace(f"{log_path}.part", log_path)
     return core.eval()

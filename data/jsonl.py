@@ -42,12 +42,19 @@ def write_atomically(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp_path, 0o644)  # mkstemp makes it private (0600); a data file should be readable
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes it private (0600): give it the user's umask
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (os.umask can only be read by setting it, so set it back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_jsonl(path, rows):

@@ -31,13 +31,23 @@ def finished(out: Path, stage: str) -> bool:
     return (out / stage / "DONE").is_file()
 
 
+def seconds(out: Path, stage: str) -> float:
+    """How long a finished stage took (its DONE file holds the duration)."""
+    return float((out / stage / "DONE").read_text())
+
+
 def iterations(out: Path, K: int) -> dict:
-    """Per iteration k, what its finished stages made: pairs, the pass@1 of sft-{k-1} on the questions
-    it sampled for pairs, the pass@1 of the pseudo-label sampler (the DPO model in DPO-ST, sft-{k-1}
-    in ST) and the pooled pseudo-labels. (No times: a resumed run writes the same file as an unbroken one.)"""
-    table = {}
+    """Per iteration k, what its finished stages made: the accuracies of dpo-k (dev) and sft-k, the pairs,
+    the pass@1 of sft-{k-1} on the questions it sampled for pairs, the pass@1 of the pseudo-label sampler
+    (the DPO model in DPO-ST, sft-{k-1} in ST), the pooled pseudo-labels, and each stage's seconds.
+    Seconds differ between runs; every other number is the same for a resumed run and an unbroken one."""
+    accuracy, table = collect(out), {}
     for k in range(1, K + 1):
         row = {}
+        if f"dpo-{k}" in accuracy:
+            row["dpo_accuracy"] = accuracy[f"dpo-{k}"]
+        if f"sft-{k}" in accuracy:
+            row["sft_accuracy"] = accuracy[f"sft-{k}"]
         if finished(out, f"samples-{k}"):
             row["sft_pass_at_1_pair_questions"] = percent_correct(read_jsonl(out / f"samples-{k}" / "samples.jsonl"))
         if finished(out, f"pairs-{k}"):
@@ -45,6 +55,8 @@ def iterations(out: Path, K: int) -> dict:
         if finished(out, f"pseudo-{k}"):
             row["pseudo_sampler_pass_at_1"] = percent_correct(read_jsonl(out / f"pseudo-{k}" / "samples.jsonl"))
             row["pseudo_labels"] = len(read_jsonl(out / f"pseudo-{k}" / "pseudo.jsonl"))
+        row["seconds"] = {stage: seconds(out, f"{stage}-{k}") for stage in ("samples", "pairs", "dpo", "pseudo", "sft")
+                          if finished(out, f"{stage}-{k}")}
         table[k] = row
     return table
 
@@ -98,8 +110,11 @@ def preconditions(out: Path, fmt: Format) -> dict:
 
 
 def write_metrics(out: Path, fmt: Format, K: int):
-    """metrics.json: accuracies of every finished stage, the iterations' counts, the preconditions."""
-    metrics = {"accuracy": collect(out), "iterations": iterations(out, K), "preconditions": preconditions(out, fmt)}
+    """metrics.json: accuracies of every finished stage, each iteration's numbers, the preconditions, and the
+    seconds of the stages outside the iterations."""
+    metrics = {"accuracy": collect(out), "iterations": iterations(out, K), "preconditions": preconditions(out, fmt),
+               "seconds": {stage: seconds(out, stage) for stage in ("data", "base", "sft-0", "control")
+                           if finished(out, stage)}}
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -115,7 +130,7 @@ def iteration_lines(table: dict) -> list[str]:
 
 
 def precondition_lines(p: dict) -> list[str]:
-    lines = ["## Preconditions (../shared/LESSONS.md: what the paper's setting has)", ""]
+    lines = ["## Preconditions (what the paper's setting has; docs/results-world.md explains them)", ""]
     if "saturation" in p:
         s = p["saturation"]
         lines.append(f"- saturation: control minus SFT on dev = {s['control_minus_sft_dev']:+.1f} points"
@@ -135,7 +150,9 @@ def precondition_lines(p: dict) -> list[str]:
     return lines + [""]
 
 
-def write(out: Path, method: str, iterations: int, fmt: Format):
+def write(out: Path, method: str, iterations: int, fmt: Format, about: str = ""):
+    """report.md (the preset's about, the table, each iteration's numbers, the preconditions, the stage
+    times), accuracy.svg and metrics.json."""
     everything = write_metrics(out, fmt, iterations)
     metrics = everything["accuracy"]
     name = {"dpo-st": "DPO-ST", "st": "ST"}[method]
@@ -146,7 +163,7 @@ def write(out: Path, method: str, iterations: int, fmt: Format):
             rows.append((f"  after the DPO step of iteration {k}", f"dpo-{k}"))
         rows.append((f"{name} iteration {k}", f"sft-{k}"))
     rows.append(("SFT, step-matched control", "control"))
-    lines = [f"# {name}: greedy accuracy (%), calculator on", "",
+    lines = [f"# {name}: greedy accuracy (%), calculator on", ""] + ([about, ""] if about else []) + [
              "| model | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
     for label, stage in rows:
         if stage in metrics:  # the DPO step is evaluated on dev only
@@ -156,35 +173,54 @@ def write(out: Path, method: str, iterations: int, fmt: Format):
               f"steps as the last {name} SFT: it separates self-training from training longer.", "",
               "![accuracy per iteration](accuracy.svg)", ""]
     lines += iteration_lines(everything["iterations"]) + precondition_lines(everything["preconditions"])
+    total = sum(everything["seconds"].values()) + sum(sum(row["seconds"].values())
+                                                      for row in everything["iterations"].values())
+    lines += [f"Stage times (metrics.json has each): {total / 60:.1f} min in all.", ""]
     write_text(out / "report.md", "\n".join(lines))
-    write_text(out / "accuracy.svg", svg_plot(metrics, iterations, splits[:-1]))
+    title = f"{name}: greedy accuracy per iteration"
+    write_text(out / "accuracy.svg", svg_plot(metrics, iterations, splits[:-1], title))
 
 
-def svg_plot(metrics: dict, iterations: int, splits: list[str], width=520, height=300) -> str:
-    """A line per split: accuracy of sft-0..sft-K against the iteration; the control as dashed lines."""
-    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-    left, right, top, bottom = 50, 120, 20, 40
+def svg_plot(metrics: dict, iterations: int, splits: list[str], title: str, width=640, height=340) -> str:
+    """Accuracy (%) of sft-0..sft-K against the iteration, a line per split; the control as dashed lines
+    of the same colour. The legend sits in its own column, one row per split, so labels never overlap."""
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    left, right, top, bottom = 60, 170, 40, 50
     values = [m[s] for m in metrics.values() for s in splits if s in m]
-    y_max = max(10.0, 10 * (int(max(values)) // 10 + 1))
+    y_max = max(10.0, 10 * (int(max(values, default=0)) // 10 + 1))
     x = lambda k: left + (width - left - right) * k / max(1, iterations)  # noqa: E731
     y = lambda v: top + (height - top - bottom) * (1 - v / y_max)  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
              f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
-             f'<line x1="{left}" y1="{y(0)}" x2="{x(iterations)}" y2="{y(0)}" stroke="black"/>',
+             f'<text class="title" x="{width / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+             f'<line x1="{left}" y1="{y(0)}" x2="{x(max(1, iterations))}" y2="{y(0)}" stroke="black"/>',
              f'<line x1="{left}" y1="{y(0)}" x2="{left}" y2="{y(y_max)}" stroke="black"/>']
     for v in range(0, int(y_max) + 1, int(y_max) // 5):
         parts.append(f'<text x="{left - 8}" y="{y(v) + 4}" text-anchor="end">{v}</text>')
     for k in range(iterations + 1):
         parts.append(f'<text x="{x(k)}" y="{y(0) + 18}" text-anchor="middle">{k}</text>')
-    parts.append(f'<text x="{x(iterations / 2)}" y="{height - 5}" text-anchor="middle">iteration (0 = SFT)</text>')
+    parts.append(f'<text class="x-label" x="{x(max(1, iterations) / 2)}" y="{height - 10}" '
+                 f'text-anchor="middle">iteration (0 = SFT)</text>')
+    parts.append(f'<text class="y-label" x="16" y="{y(y_max / 2)}" text-anchor="middle" '
+                 f'transform="rotate(-90 16 {y(y_max / 2)})">greedy accuracy (%)</text>')
+    legend_x = width - right + 20
     for i, split in enumerate(splits):
         color = colors[i % len(colors)]
-        points = [(x(k), y(metrics[f"sft-{k}"][split])) for k in range(iterations + 1) if f"sft-{k}" in metrics]
+        points = [(x(k), y(metrics[f"sft-{k}"][split])) for k in range(iterations + 1)
+                  if split in metrics.get(f"sft-{k}", {})]
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="'
                      + " ".join(f"{a:.1f},{b:.1f}" for a, b in points) + '"/>')
-        parts.append(f'<text x="{x(iterations) + 8}" y="{points[-1][1] + 4}" fill="{color}">{split}</text>')
-        if "control" in metrics:
+        parts += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{color}"/>' for a, b in points]
+        if split in metrics.get("control", {}):
             c = y(metrics["control"][split])
-            parts.append(f'<line x1="{left}" y1="{c}" x2="{x(iterations)}" y2="{c}" stroke="{color}" '
+            parts.append(f'<line x1="{left}" y1="{c:.1f}" x2="{x(max(1, iterations))}" y2="{c:.1f}" stroke="{color}" '
                          f'stroke-dasharray="4 4"/>')
+        row = top + 18 * i
+        parts.append(f'<line x1="{legend_x}" y1="{row}" x2="{legend_x + 20}" y2="{row}" stroke="{color}" '
+                     f'stroke-width="2"/>')
+        parts.append(f'<text class="legend" x="{legend_x + 26}" y="{row + 4}" fill="{color}">{split}</text>')
+    row = top + 18 * len(splits)
+    parts.append(f'<line x1="{legend_x}" y1="{row}" x2="{legend_x + 20}" y2="{row}" stroke="gray" '
+                 f'stroke-dasharray="4 4"/>')
+    parts.append(f'<text class="legend" x="{legend_x + 26}" y="{row + 4}" fill="gray">control (dashed)</text>')
     return "\n".join(parts + ["</svg>", ""])

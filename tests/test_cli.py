@@ -42,6 +42,7 @@ def test_help_works_and_knows_every_flag_of_the_usage_lines(command, source, nam
 
 def test_init_config_of_a_loop_preset_is_one_clear_error(tmp_path):
     """--init-config takes a model's config.json; a loop preset is not one (it crashed with KeyError)."""
+    (tmp_path / "none.jsonl").write_text("")
     result = run("train_sft.py", "--init-config", "configs/tiny-llama.json", "--tokenizer", tmp_path,
                  "--data", tmp_path / "none.jsonl", "--out", tmp_path / "out")
     lines = result.stderr.strip().splitlines()

@@ -56,6 +56,9 @@ def test_smoke_run_writes_every_stage_and_the_report(tmp_path, family, method):
     assert pre["saturation"]["control_minus_sft_dev"] == pytest.approx(metrics["control"]["dev"] - metrics["sft-0"]["dev"], abs=0.01)
     assert pre["sft_pass_at_n"]["n"] == SMOKE["pairs" if method == "dpo-st" else "pseudo"]["num_samples"]
     assert ("fig6" in pre) == (method == "dpo-st") and "paths" in pre
+    assert counts["sft_accuracy"] == metrics["sft-1"] and counts.get("dpo_accuracy") == metrics.get("dpo-1")
+    assert set(counts["seconds"]) == {"pseudo", "sft"} | ({"samples", "pairs", "dpo"} if method == "dpo-st" else set())
+    assert counts["seconds"]["sft"] == float((out / "sft-1" / "DONE").read_text())
     report = (out / "report.md").read_text()
     assert "| SFT |" in report and "step-matched control" in report
     assert (out / "accuracy.svg").read_text().startswith("<svg")
@@ -85,10 +88,18 @@ def kill_when(process, ready, timeout=120):
     process.wait()
 
 
+def without_seconds(metrics):
+    """metrics.json without the stage times, which differ between any two runs."""
+    assert metrics["seconds"] and all(row["seconds"] for row in metrics["iterations"].values())
+    return {**{k: v for k, v in metrics.items() if k != "seconds"},
+            "iterations": {k: {key: value for key, value in row.items() if key != "seconds"}
+                           for k, row in metrics["iterations"].items()}}
+
+
 def test_killed_runs_resume_to_the_same_metrics(tmp_path):
     config = config_file(tmp_path)
     finish(loop(config, tmp_path / "unbroken"))
-    expected = json.loads((tmp_path / "unbroken" / "metrics.json").read_text())
+    expected = without_seconds(json.loads((tmp_path / "unbroken" / "metrics.json").read_text()))
     # Killed as soon as a stage has finished (a boundary), and while a stage is half done.
     boundary, middle = tmp_path / "boundary", tmp_path / "middle"
     kill_when(loop(config, boundary), lambda: (boundary / "sft-0" / "DONE").is_file())
@@ -96,7 +107,7 @@ def test_killed_runs_resume_to_the_same_metrics(tmp_path):
     assert not (middle / "dpo-1" / "DONE").exists()
     for out in (boundary, middle):
         finish(loop(config, out))
-        assert json.loads((out / "metrics.json").read_text()) == expected
+        assert without_seconds(json.loads((out / "metrics.json").read_text())) == expected
         pairs = (out / "pairs-1" / "pairs.jsonl").read_text()
         assert pairs == (tmp_path / "unbroken" / "pairs-1" / "pairs.jsonl").read_text()
 

@@ -1,0 +1,38 @@
+"""The accuracy plot: a title, labelled axes, a legend entry per split and for the control, labels that
+never overlap, readable from 0 to 5 iterations (parsed as SVG, not eyeballed)."""
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from data.report import svg_plot
+
+NS = {"svg": "http://www.w3.org/2000/svg"}
+SPLITS = ["test", "ood-changed", "ood-distractors", "ood-long"]
+
+
+def metrics_for(iterations):
+    # Every split at nearly the same accuracy: line-end labels would sit on top of each other.
+    m = {f"sft-{k}": {s: 40.0 + k + 0.1 * i for i, s in enumerate(SPLITS)} for k in range(iterations + 1)}
+    return m | ({"control": {s: 41.0 for s in SPLITS}} if iterations else {})
+
+
+@pytest.mark.parametrize("iterations", range(6))
+def test_plot_has_title_axes_legend_and_no_overlapping_labels(iterations):
+    root = ET.fromstring(svg_plot(metrics_for(iterations), iterations, SPLITS, "DPO-ST: greedy accuracy"))
+    texts = root.findall("svg:text", NS)
+    by_class = lambda c: [t for t in texts if t.get("class") == c]  # noqa: E731
+    assert [t.text for t in by_class("title")] == ["DPO-ST: greedy accuracy"]
+    assert [t.text for t in by_class("x-label")] == ["iteration (0 = SFT)"]
+    assert [t.text for t in by_class("y-label")] == ["greedy accuracy (%)"]
+    legend = by_class("legend")
+    assert [t.text for t in legend] == SPLITS + ["control (dashed)"]
+    ys = sorted(float(t.get("y")) for t in legend)
+    assert all(b - a >= 14 for a, b in zip(ys, ys[1:])), ys  # 12px text: rows at least 14px apart
+    width = float(root.get("width"))
+    assert all(float(t.get("x")) < width - 100 for t in legend)  # room for the longest label
+    ticks = [t.text for t in texts if t.get("class") is None and t.get("text-anchor") == "middle"]
+    assert ticks == [str(k) for k in range(iterations + 1)]  # one tick per iteration, 0 = SFT
+    # One point per model, a line per split; the control's dashed line only when it exists.
+    assert len(root.findall("svg:circle", NS)) == len(SPLITS) * (iterations + 1)
+    dashed = [line for line in root.findall("svg:line", NS) if line.get("stroke-dasharray")]
+    assert len(dashed) == (len(SPLITS) if iterations else 0) + 1  # + the legend's sample
