@@ -42,7 +42,7 @@ def write_atomically(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes it private (0600): give it the user's umask
+        os.chmod(tmp_path, file_mode())  # mkstemp makes it private (0600): give it the user's umask
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
@@ -50,11 +50,11 @@ def write_atomically(path, data):
         raise
 
 
-def _umask() -> int:
-    """The process's umask (os.umask can only be read by setting it, so set it back at once)."""
+def file_mode() -> int:
+    """The mode a new file gets from the user's umask (os.umask can only be read by setting it)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def write_jsonl(path, rows):

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from data.jsonl import file_mode
+
 from .config import LlamaConfig, T5Config, config_from_dict, load_config
 from .llama import Llama
 from .t5 import T5
@@ -167,6 +169,8 @@ def save_pretrained(model, tokenizer, path, max_shard_bytes: int = 2 * 2**30):
         _write_shards(tensors, tmp, max_shard_bytes)
         if tokenizer is not None:
             tokenizer.save(tmp)
+        for file in tmp.iterdir():  # safetensors writes private (0600) files: give them the user's umask
+            file.chmod(file_mode())
         if final.exists():
             old = final.parent / f".{final.name}.old-{os.getpid()}"
             final.rename(old)

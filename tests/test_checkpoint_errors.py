@@ -145,3 +145,18 @@ def test_overwrite_replaces_the_checkpoint(checkpoint):
     assert torch.equal(model.model.norm.weight, torch.ones(32))
     assert torch.equal(model.lm_head.weight, init_from_config(CONFIG, seed=1).lm_head.weight)
     assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["ckpt"]
+
+
+def test_saved_files_get_the_users_umask(tmp_path):
+    import os
+    import stat
+    from model import init_from_config, save_pretrained
+    model = init_from_config({"model_type": "llama", "vocab_size": 64, "hidden_size": 16, "intermediate_size": 32,
+                              "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2})
+    old = os.umask(0o027)
+    try:
+        save_pretrained(model, None, tmp_path / "ckpt")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "ckpt").iterdir()}
+    assert modes and all(mode == 0o640 for mode in modes.values()), modes

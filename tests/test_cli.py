@@ -49,3 +49,14 @@ def test_init_config_of_a_loop_preset_is_one_clear_error(tmp_path):
     assert result.returncode != 0 and len(lines) == 1, result.stderr
     assert lines[0].startswith("train_sft.py: error: configs/tiny-llama.json: unsupported model_type None")
     assert not (tmp_path / "out").exists()
+
+
+def test_readme_names_only_make_targets_and_files_that_exist():
+    readme = (ROOT / "README.md").read_text()
+    targets = set(re.findall(r"^([a-z]+):", (ROOT / "Makefile").read_text(), re.M))
+    named = set(re.findall(r"`make ([a-z]+)", readme)) | set(re.findall(r"^make ([a-z]+)", readme, re.M))
+    assert named and named <= targets, f"README names make targets the Makefile lacks: {sorted(named - targets)}"
+    links = re.findall(r"\]\(((?:docs|configs|data|scripts)/[^)#]+)\)", readme)
+    paths = re.findall(r"`((?:configs|docs|scripts|bases)/[\w./-]+)`", readme)
+    missing = [p for p in links + paths if not (ROOT / p).exists()]
+    assert links and not missing, f"README points at files that do not exist: {missing}"
