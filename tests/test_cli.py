@@ -60,3 +60,25 @@ def test_readme_names_only_make_targets_and_files_that_exist():
     paths = re.findall(r"`((?:configs|docs|scripts|bases)/[\w./-]+)`", readme)
     missing = [p for p in links + paths if not (ROOT / p).exists()]
     assert links and not missing, f"README points at files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("script, settings", [("train_sft.py", "TrainConfig"), ("dpo.py", "DPOConfig"),
+                                              ("sample.py", "SamplingConfig"), ("loop.py", None), ("pretrain.py", "TrainConfig")])
+def test_every_flag_has_a_help_line_and_settings_show_default_and_range(script, settings):
+    from dataclasses import fields
+
+    from dpo import DPOConfig
+    from sample import SamplingConfig
+    from trainer import TrainConfig
+    text = run(script, "--help").stdout
+    options = text.split("options:", 1)[1]
+    blocks = re.split(r"\n(?=  -)", options.strip("\n"))
+    for block in blocks:
+        flag_and_metavar = re.match(r"\s*(-[^\s,]+(?:,? -[^\s,]+)*(?: [A-Z_{},.a-z-]+)?)", block).group(1)
+        assert len(block.replace(flag_and_metavar, "").split()) >= 2, f"{script}: no help line for {block!r}"
+    if settings:
+        cls = {"TrainConfig": TrainConfig, "DPOConfig": DPOConfig, "SamplingConfig": SamplingConfig}[settings]
+        flat_text = " ".join(text.split())
+        for f in fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            assert re.search(rf"{flag}\b.*?\(default: [^;]+; allowed: ", flat_text), f"{script} {flag}"

@@ -114,3 +114,22 @@ def test_two_process_gloo_run_equals_one_process(tmp_path):
     losses = [json.loads(line)["loss"] for line in (tmp_path / "one" / "train_log.jsonl").read_text().splitlines()]
     losses2 = [json.loads(line)["loss"] for line in (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()]
     assert all(math.isclose(a, b, rel_tol=1e-4) for a, b in zip(losses, losses2))
+
+
+def test_a_run_that_fails_leaves_no_train_log(tmp_path):
+    """The log grows under a temporary name: a crash at step 3 leaves no train_log.jsonl."""
+    from trainer import train_loop
+    steps = []
+
+    def failing_loss(model, part, batch):
+        steps.append(len(steps))
+        if len(steps) == 3:
+            raise FloatingPointError("a non-finite loss")
+        loss = model(torch.tensor([[1, 2, 3]])).float().pow(2).mean()
+        return loss, {"loss": loss.item()}
+
+    cfg = TrainConfig(lr=1e-3, steps=5, batch_size=2, micro_batch_size=2)
+    with pytest.raises(FloatingPointError):
+        train_loop(init_from_config(LLAMA, seed=0), make_examples(), cfg, failing_loss, "sft", tmp_path / "train_log.jsonl")
+    assert not (tmp_path / "train_log.jsonl").exists()
+    assert len((tmp_path / "train_log.jsonl.part").read_text().splitlines()) == 2  # the steps it finished
