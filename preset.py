@@ -150,8 +150,11 @@ def check_config(config: dict, path):
         if name not in DATASET_NAMES:
             refuse("data.ood", name, " or ".join(DATASET_NAMES))
     model = config["model"]
-    if model["checkpoint"] is not None and not (Path(model["checkpoint"]) / "config.json").is_file():
-        refuse("model.checkpoint", model["checkpoint"], "a checkpoint folder (with config.json)")
+    checkpoint = model["checkpoint"]
+    if checkpoint is not None and not (isinstance(checkpoint, str) and (Path(checkpoint) / "config.json").is_file()):
+        refuse("model.checkpoint", checkpoint, "a checkpoint folder (with config.json)")
+    if model["init"] is not None and not isinstance(model["init"], dict):
+        refuse("model.init", model["init"], "an HF config {...} with a model_type")
     if model["tokenizer_vocab_size"] < 32:
         refuse("model.tokenizer_vocab_size", model["tokenizer_vocab_size"], "a whole number >= 32")
     if model["copy_pretrain_steps"] < 0:

@@ -202,6 +202,8 @@ CONFIG_CASES = [  # (what the preset says, what the error line must name)
     ({"data": {"ood": ["svamp2"]}}, ["data.ood", "svamp2"]),
     ({"model": {"checkpoint": "no/such/folder"}}, ["model.checkpoint", "no/such/folder"]),
     ({"model": {"tokenizer_vocab_size": 0}}, ["model.tokenizer_vocab_size"]),
+    ({"model": {"checkpoint": 5}}, ["model.checkpoint", "5"]),
+    ({"model": {"init": "llama"}}, ["model.init", "'llama'"]),
     ({"nonsense": 1}, ["unknown key 'nonsense'"]),
 ]
 
