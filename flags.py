@@ -53,9 +53,12 @@ def check_settings(obj):
     Floats must be finite; an int is a fine float; a bool is not a number."""
     for f in fields(obj):
         value, m, kind = getattr(obj, f.name), f.metadata, type(f.default)
-        right_type = (isinstance(value, bool) if kind is bool
-                      else isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
-                      else isinstance(value, kind) and not isinstance(value, bool))
+        if kind is bool:
+            right_type = isinstance(value, bool)
+        elif kind is float:  # an int is a fine float
+            right_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            right_type = isinstance(value, kind) and not isinstance(value, bool)
         ok = right_type and (kind is not float or math.isfinite(value))
         ok = ok and (not m.get("choices") or value in m["choices"])
         ok = ok and all(limit is None or test(value, limit) for limit, test in [

@@ -57,7 +57,7 @@ class Run:
         start = time.time()
         torch.manual_seed(self.seed(name))
         work(folder)
-        (folder / "DONE").write_text(f"{time.time() - start:.1f}\n")  # its duration, for the estimates
+        write_atomically(folder / "DONE", f"{time.time() - start:.1f}\n".encode())  # its duration, for the estimates
         report.write_metrics(self.out, self.format, self.config["iterations"])  # metrics.json, so far
         done = self.plan.index(name) + 1
         left = self.minutes_left(self.plan[done:])
@@ -213,6 +213,8 @@ def main():
     ap.add_argument("--seed", type=int, default=None, help="overrides the config's (data, init, sampling)")
     ap.add_argument("--out", required=True, help="the run's folder; the same command again resumes it")
     args = ap.parse_args()
+    if args.iterations is not None and args.iterations < 1:
+        ap.error(f"argument --iterations: {args.iterations} is not allowed (allowed: a whole number >= 1)")
     config = load_config(args.config)
     if args.iterations is not None:
         config["iterations"] = args.iterations

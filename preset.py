@@ -13,8 +13,8 @@ from pathlib import Path
 
 from data import DATASET_NAMES
 from data.selection import PAIRS_PER_QUESTION
-from data.synthetic import SPLITS as SYNTHETIC_SPLITS
-from data.world import SPLITS as WORLD_SPLITS
+from data.synthetic import DEFAULT_SIZES as SYNTHETIC_SIZES, SPLITS as SYNTHETIC_SPLITS
+from data.world import DEFAULT_SIZES as WORLD_SIZES, SPLITS as WORLD_SPLITS
 from dpo import DPOConfig
 from flags import DTYPES, SettingError, check_device
 from model import load_config as load_model_config  # a checkpoint's config.json (load_config here: a preset)
@@ -23,6 +23,8 @@ from trainer import TrainConfig
 
 QUESTION_SETS = {"labeled": ["labeled"], "unlabeled": ["unlabeled"], "both": ["labeled", "unlabeled"]}
 SOURCES = {"world": WORLD_SPLITS, "synthetic": SYNTHETIC_SPLITS, "gsm8k": ()}  # gsm8k: sizes are fixed
+SOURCE_SIZES = {"world": WORLD_SIZES, "synthetic": SYNTHETIC_SIZES}
+OOD_SETS = [name for name in DATASET_NAMES if not name.startswith("gsm8k")]  # GSM8K's own are the task
 DEFAULTS = {
     "about": "",  # what the preset is, and where its numbers come from
     "seed": 0, "iterations": 3, "device": "cpu", "dtype": "float32",
@@ -75,6 +77,8 @@ def load_config(path, extended_by=()) -> dict:
         raise ValueError(f"{path}: a preset is a JSON object {{...}}, not {type(given).__name__}")
     base = DEFAULTS
     if "extends" in given:
+        if not isinstance(given["extends"], str):
+            raise ValueError(f"{path}: {SettingError('extends', given['extends'], 'the file name of another preset')}")
         parent = path.parent / given.pop("extends")
         if parent.resolve() in extended_by + (path.resolve(),):
             raise ValueError(f"{path}: 'extends' makes a cycle through {parent}")
@@ -97,9 +101,12 @@ DEFAULTS_AT = flat(DEFAULTS)  # "sft.lr" -> 3e-4: what a key's value must look l
 
 
 def same_type(value, default) -> bool:
-    """JSON's types, as the default's: an int is a fine float, a bool is not a number; None means "any"."""
-    if default is None or value is None:
+    """JSON's types, as the default's: an int is a fine float, a bool is not a number. A setting whose
+    default is None (model.checkpoint, model.init) takes null or anything else; others never take null."""
+    if default is None:
         return True
+    if value is None:
+        return False
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, float):
@@ -143,12 +150,17 @@ def check_config(config: dict, path):
         if split not in SOURCES[data["source"]]:
             refuse("data.sizes", split, f"a split of source {data['source']!r}: "
                                         f"{', '.join(SOURCES[data['source']]) or 'none (its sizes are fixed)'}")
-        smallest = 1 if split in ("labeled", "dev", "test") else 0
+        smallest = 0 if split == "unlabeled" else 1  # every other split is trained or evaluated on
         if not isinstance(size, int) or isinstance(size, bool) or size < smallest:
             refuse(f"data.sizes.{split}", size, f"a whole number >= {smallest}")
+    uses_unlabeled = [s for s in ("pairs", "pseudo") if config[s]["questions"] in ("unlabeled", "both")]
+    default_sizes = SOURCE_SIZES.get(data["source"], {})
+    if uses_unlabeled and data["sizes"].get("unlabeled", default_sizes.get("unlabeled", 1)) < 1:
+        refuse("data.sizes.unlabeled", data["sizes"].get("unlabeled", default_sizes.get("unlabeled")),
+               f"a whole number >= 1, as {uses_unlabeled[0]}.questions samples the unlabeled questions")
     for name in data["ood"]:
-        if name not in DATASET_NAMES:
-            refuse("data.ood", name, " or ".join(DATASET_NAMES))
+        if name not in OOD_SETS:
+            refuse("data.ood", name, " or ".join(OOD_SETS))
     model = config["model"]
     checkpoint = model["checkpoint"]
     if checkpoint is not None and not (isinstance(checkpoint, str) and (Path(checkpoint) / "config.json").is_file()):

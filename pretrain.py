@@ -27,6 +27,7 @@ from data.world import make_world, pretraining_corpus
 from flags import Parser, add_flags, from_flags
 from model import init_from_config, save_pretrained
 from model.tokenizer import train_sentencepiece
+from preset import load_config
 from train_sft import train_sft
 from trainer import TrainConfig
 
@@ -61,16 +62,13 @@ def main():
         if getattr(args, flag) < (1 if flag == "problems" else 0):
             ap.error(f"argument --{flag}: {getattr(args, flag)} is not allowed (allowed: a whole number >= "
                      f"{1 if flag == 'problems' else 0})")
-    try:
-        with open(args.init) as f:
-            preset = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        ap.error(f"argument --init: {args.init}: {e}")
-    model_cfg = preset.get("model", {})
-    if not isinstance(model_cfg.get("init"), dict):
-        ap.error(f"argument --init: {args.init}: model.init must be an HF config dict (a from-scratch "
-                 f"preset such as configs/scratch-llama.json), not {model_cfg.get('init')!r}")
-    init, vocab_size = model_cfg["init"], model_cfg.get("tokenizer_vocab_size", 800)
+    if Path(args.out).exists() and not (Path(args.out) / "config.json").is_file():
+        ap.error(f"argument --out: {args.out} exists and is not a checkpoint folder (it would be replaced)")
+    model_cfg = load_config(args.init)["model"]  # a preset, merged and type-checked as the loop reads it
+    if not isinstance(model_cfg["init"], dict) or "model_type" not in model_cfg["init"]:
+        ap.error(f"argument --init: {args.init}: model.init must be an HF config with a model_type (a from-scratch "
+                 f"preset such as configs/scratch-llama.json), not {model_cfg['init']!r}")
+    init, vocab_size = model_cfg["init"], model_cfg["tokenizer_vocab_size"]
     fmt = format_for(init["model_type"])
     rows = pretraining_corpus(CORPUS_SEED, args.problems, args.arithmetic, args.copies)
     # The tokenizer's pieces come from the corpus and from task-style text (a stream of its own, so
@@ -98,9 +96,14 @@ def main():
               "sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(building.iterdir())
                          if p.name != "pretrain_log.jsonl"}}
     (building / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    building.rename(out)
+    if out.exists():  # the old base is moved aside first, so there is always a whole one in place
+        old = out.parent / f".{out.name}-old"
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        building.rename(out)
+        shutil.rmtree(old)
+    else:
+        building.rename(out)
     print(f"{args.out}: {sum(p.numel() for p in model.parameters())} parameters, "
           f"{len(rows)} corpus rows, {minutes:.1f} min")
 

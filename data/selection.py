@@ -104,7 +104,8 @@ def build_pairs(samples, labeled, fmt: Format, tokenize=str.split, pairs_per_que
 
         tokens = {text: tokenize(text) for text in positives + negatives}
         candidates = [(jaccard(tokens[chosen], tokens[rejected]), chosen, rejected)
-                      for chosen in positives for rejected in negatives]
+                      for chosen in positives for rejected in negatives
+                      if chosen.strip() != rejected.strip()]  # a gold failing verify_calculations can be both
         candidates.sort(key=lambda candidate: candidate[0])  # stable: equal scores keep their order
         for _, chosen, rejected in candidates[:pairs_per_question]:
             pairs.append({"id": row["id"], "prompt": row["question"], "chosen": chosen, "rejected": rejected})

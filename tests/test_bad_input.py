@@ -171,6 +171,12 @@ def test_loop_refuses_bad_flags_before_writing(files):
     refused(files, "loop.py", "--config", "configs/smoke.json", "--out", "{d}/a-file", names=["--out", "a file"])
 
 
+def test_pretrain_refuses_an_out_that_is_not_a_base_before_training(files):
+    refused(files, "pretrain.py", "--init", "configs/scratch-llama.json", "--out", "{d}/a-file",
+            names=["--out", "a-file", "not a checkpoint folder"])
+    assert (files / "a-file").read_text() == "not a folder\n"
+
+
 def test_loop_refuses_a_bad_config_before_any_stage(files):
     (files / "bad.json").write_text(json.dumps({"extends": str(ROOT / "configs" / "smoke.json"), "sft": {"lr": "3e-3"}}))
     refused(files, "loop.py", "--config", "{d}/bad.json", "--out", "{d}/OUT", names=["bad.json", "sft.lr", "'3e-3'"])
@@ -205,6 +211,13 @@ CONFIG_CASES = [  # (what the preset says, what the error line must name)
     ({"model": {"checkpoint": 5}}, ["model.checkpoint", "5"]),
     ({"model": {"init": "llama"}}, ["model.init", "'llama'"]),
     ({"nonsense": 1}, ["unknown key 'nonsense'"]),
+    ({"iterations": None}, ["iterations", "None"]),
+    ({"pairs": {"pairs_per_question": None}}, ["pairs.pairs_per_question", "None"]),
+    ({"data": {"sizes": None}}, ["data.sizes", "None"]),
+    ({"extends": 5}, ["extends", "5"]),
+    ({"data": {"sizes": {"ood-long": 0}}}, ["data.sizes.ood-long", ">= 1"]),  # once a ZeroDivisionError after sft-0
+    ({"data": {"sizes": {"unlabeled": 0}}, "pseudo": {"questions": "unlabeled"}}, ["data.sizes.unlabeled", "pseudo.questions"]),
+    ({"data": {"source": "gsm8k", "sizes": {}, "ood": ["gsm8k-test"]}}, ["data.ood", "'gsm8k-test'", "svamp"]),
 ]
 
 
@@ -212,7 +225,7 @@ CONFIG_CASES = [  # (what the preset says, what the error line must name)
 def test_a_bad_config_value_is_one_line_naming_the_key(tmp_path, preset, names):
     path = tmp_path / "preset.json"
     path.write_text(json.dumps({"extends": str(ROOT / "configs" / "smoke.json"), **preset}))
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError) as error:  # not a TypeError or KeyError: a ValueError is one clear line
         check_config(load_config(path), path)
     message = str(error.value)
     assert message.startswith(f"{path}: ") and "\n" not in message, message

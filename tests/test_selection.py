@@ -308,3 +308,16 @@ def test_verified_pairs_reject_a_lucky_right_answer():
     assert build_pairs(samples, [row], LLAMA) == []  # both right: no negative, no pair (the paper's rule)
     assert build_pairs(samples, [row], LLAMA, verify_calculations=True) == [
         {"id": "c", "prompt": CRAYONS, "chosen": SOUND, "rejected": LUCKY}]
+
+
+def test_a_gold_that_is_also_a_negative_never_pairs_with_itself():
+    """With verify_calculations, a sample equal to the gold can fail the check and be a negative; the
+    gold is a positive: (gold, the same text) is no preference, so it is never a pair."""
+    from data import LLAMA, build_pairs
+    gold = "3+4=<<3+4=7>>7 pens.\n#### 7"
+    row = {"id": "q", "question": "Ann has 3 pens and 9 cups. How many pens?", "answer": gold, "gold": 7.0}
+    same_as_gold = {"id": "q", "question": row["question"], "completion": LLAMA.format_answer(gold), "correct": False}
+    other = {"id": "q", "question": row["question"], "completion": "9+4=<<9+4=13>>13\n#### 13", "correct": False}
+    pairs = build_pairs([same_as_gold, other], [row], LLAMA)
+    assert pairs and all(p["chosen"].strip() != p["rejected"].strip() for p in pairs)
+    assert {p["rejected"] for p in pairs} == {other["completion"]}
