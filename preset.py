@@ -18,6 +18,7 @@ from data.world import DEFAULT_SIZES as WORLD_SIZES, SPLITS as WORLD_SPLITS
 from dpo import DPOConfig
 from flags import DTYPES, SettingError, check_device
 from model import load_config as load_model_config  # a checkpoint's config.json (load_config here: a preset)
+from model.config import config_from_dict
 from sample import SamplingConfig
 from trainer import TrainConfig
 
@@ -167,6 +168,14 @@ def check_config(config: dict, path):
         refuse("model.checkpoint", checkpoint, "a checkpoint folder (with config.json)")
     if model["init"] is not None and not isinstance(model["init"], dict):
         refuse("model.init", model["init"], "an HF config {...} with a model_type")
+    if isinstance(model["init"], dict) and not model["checkpoint"]:  # the model it describes must be buildable
+        shape = config_from_dict({**model["init"], "vocab_size": 32}, f"{path}: model.init")
+        heads = shape.num_heads if shape.is_encoder_decoder else shape.num_attention_heads
+        kv_heads = heads if shape.is_encoder_decoder else shape.num_key_value_heads
+        if heads % kv_heads or (not shape.is_encoder_decoder and "head_dim" not in model["init"]
+                                and shape.hidden_size % heads):
+            refuse("model.init", {k: model["init"][k] for k in model["init"] if "head" in k or "size" in k},
+                   "attention heads that divide hidden_size, and key/value heads that divide the heads")
     if model["tokenizer_vocab_size"] < 32:
         refuse("model.tokenizer_vocab_size", model["tokenizer_vocab_size"], "a whole number >= 32")
     if model["copy_pretrain_steps"] < 0:
