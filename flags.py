@@ -22,6 +22,7 @@ from dataclasses import field, fields
 import torch
 
 DTYPES = ("float32", "bfloat16", "float16")
+KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list", dict: "{...}"}
 
 
 class SettingError(ValueError):
@@ -42,7 +43,7 @@ def allowed_values(f) -> str:
     m = f.metadata
     if m.get("choices"):
         return " or ".join(map(str, m["choices"]))
-    kind = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}[type(f.default)]
+    kind = KINDS[type(f.default)]
     limits = [f"{sign} {m[key]}" for key, sign in [("at_least", ">="), ("above", ">"), ("at_most", "<="),
                                                    ("below", "<")] if m.get(key) is not None]
     return kind + (" " + " and ".join(limits) if limits else "")

@@ -73,8 +73,8 @@ class Run:
         if not remaining:
             return 0.0
         kind = lambda name: "sft" if name == "control" else name.split("-")[0]  # noqa: E731
-        took = {kind(n): float((self.out / n / "DONE").read_text()) for n in self.plan
-                if n not in ("data", "base") and (self.out / n / "DONE").is_file()}
+        took = {kind(n): report.seconds(self.out, n) for n in self.plan
+                if n not in ("data", "base") and report.finished(self.out, n)}
         if not took:
             return None
         typical = sum(took.values()) / len(took)

@@ -16,7 +16,7 @@ from data.selection import PAIRS_PER_QUESTION
 from data.synthetic import DEFAULT_SIZES as SYNTHETIC_SIZES, SPLITS as SYNTHETIC_SPLITS
 from data.world import DEFAULT_SIZES as WORLD_SIZES, SPLITS as WORLD_SPLITS
 from dpo import DPOConfig
-from flags import DTYPES, SettingError, check_device
+from flags import DTYPES, KINDS, SettingError, check_device
 from model import load_config as load_model_config  # a checkpoint's config.json (load_config here: a preset)
 from model.config import config_from_dict
 from sample import SamplingConfig
@@ -49,7 +49,6 @@ DEFAULTS = {
     "eval": {"max_new_tokens": SamplingConfig.max_new_tokens, "batch_size": SamplingConfig.batch_size},  # greedy
 }
 VALUES = ("init", "sizes")  # dicts that are one value, not a section of settings
-KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list", dict: "{...}"}
 
 
 def load_config(path, extended_by=()) -> dict:
