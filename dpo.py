@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from data import Format, format_for, read_jsonl
-from distributed import finish, process_device, rank_and_world
+from distributed import DistributedConfig, finish, gather_json, process_device, rank_and_world, shards
 from flags import Parser, add_flags, check_flags, from_flags, setting
 from model import load_pretrained, save_pretrained
 from model.logprobs import answer_logprobs
@@ -124,27 +124,32 @@ def dpo_batch_loss(model, part, batch, ref_model, cfg: DPOConfig, pad_id):
 
 @torch.no_grad()
 def precompute_reference(ref_model, pairs, pad_id, batch_size=16):
-    """The pairs, each with the reference's summed log-probs of its chosen and rejected answers."""
-    out = []
-    for i in range(0, len(pairs), batch_size):
-        part = pairs[i:i + batch_size]
-        ref_chosen, ref_rejected, _ = pair_logps(ref_model, part, pad_id)
-        out += [p._replace(ref_chosen=c, ref_rejected=r)
-                for p, c, r in zip(part, ref_chosen.tolist(), ref_rejected.tolist())]
+    """The pairs, each with the reference's summed log-probs of its chosen and rejected answers.
+    Under torchrun each process scores every world-th batch and all of them get every score."""
+    rank, world = rank_and_world()
+    scores = []  # [[index of the pair, chosen, rejected], ...] of this process's batches
+    for i in range(rank * batch_size, len(pairs), world * batch_size):
+        ref_chosen, ref_rejected, _ = pair_logps(ref_model, pairs[i:i + batch_size], pad_id)
+        scores += [[i + j, c, r] for j, (c, r) in enumerate(zip(ref_chosen.tolist(), ref_rejected.tolist()))]
+    out = list(pairs)
+    for i, c, r in (s for shard in gather_json(scores) for s in shard):
+        out[i] = out[i]._replace(ref_chosen=c, ref_rejected=r)
     return out
 
 
-def train_dpo(model, tok, pairs, cfg: DPOConfig, log_path=None, ref_model=None):
+def train_dpo(model, tok, pairs, cfg: DPOConfig, log_path=None, ref_model=None,
+              parallel: DistributedConfig = DistributedConfig()):
     """Train on Pairs; returns the trained policy (eval mode).
-    The reference is a frozen copy of the policy as it starts (or the given ref_model)."""
+    The reference is a frozen copy of the policy as it starts (or the given ref_model). When FSDP
+    shards the policy the reference is always precomputed: a whole frozen copy would undo the sharding."""
     if ref_model is None:
         ref_model = copy.deepcopy(model)
     ref_model.eval().requires_grad_(False)
-    if cfg.precompute_ref:
+    if cfg.precompute_ref or shards(parallel):
         pairs = precompute_reference(ref_model, pairs, tok.pad_id)
         ref_model = None  # freed: training needs only the numbers
     loss_fn = functools.partial(dpo_batch_loss, ref_model=ref_model, cfg=cfg, pad_id=tok.pad_id)
-    return train_loop(model, pairs, cfg, loss_fn, "dpo", log_path, dropout=False)
+    return train_loop(model, pairs, cfg, loss_fn, "dpo", log_path, dropout=False, parallel=parallel)
 
 
 def read_pairs(path, tok, fmt: Format) -> list[Pair]:
@@ -170,13 +175,15 @@ def main():
     ap.add_argument("--out", required=True, help="folder for checkpoint/ and train_log.jsonl")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N, mps")
     add_flags(ap, DPOConfig)
+    add_flags(ap, DistributedConfig)
     args = ap.parse_args()
     cfg = from_flags(ap, args, DPOConfig)
+    parallel = from_flags(ap, args, DistributedConfig)
     check_flags(ap, args)
-    model, tok = load_pretrained(args.model, device=process_device(args.device, rank_and_world()[0]))
+    model, tok = load_pretrained(args.model, device=process_device(args.device))
     pairs = read_pairs(args.pairs, tok, format_for(model.config.model_type))
     os.makedirs(args.out, exist_ok=True)
-    model = train_dpo(model, tok, pairs, cfg, log_path=os.path.join(args.out, "train_log.jsonl"))
+    model = train_dpo(model, tok, pairs, cfg, log_path=os.path.join(args.out, "train_log.jsonl"), parallel=parallel)
     if rank_and_world()[0] == 0:
         save_pretrained(model, tok, os.path.join(args.out, "checkpoint"))
     finish()

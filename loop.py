@@ -1,6 +1,7 @@
 """DPO-ST (the paper's Algorithm 1) and the plain self-training (ST) baseline, as resumable stages.
 
     python loop.py --config configs/tiny-llama.json --method dpo-st --iterations 3 --out runs/NAME
+    torchrun --nproc_per_node 8 loop.py --config configs/llama-2-7b.json ...   (every stage on 8 processes)
 
   data, base      the splits (labeled, unlabeled, dev, test, ood*) and the base model (+ tokenizer)
   sft-0           SFT of the base model on the labeled data (the warm-up)
@@ -31,6 +32,7 @@ from data import (build_pairs, build_pseudo_labels, format_for, load_dataset, re
                   write_jsonl)
 from data.synthetic import make_synthetic
 from data.world import make_world
+from distributed import DistributedConfig, agree, barrier, finish, process_device, rank_and_world
 from dpo import DPOConfig, read_pairs, train_dpo
 from model import init_from_config, load_pretrained, load_tokenizer, save_pretrained
 from model.tokenizer import train_sentencepiece
@@ -46,17 +48,30 @@ class Run:
         # The model family, decided once: it says how every stage writes prompts and reads answers.
         self.model_type = base_model_type(config)
         self.format = format_for(self.model_type)
+        # Under torchrun every process runs every stage: training under DDP/FSDP, sampling a share of
+        # the batches. Rank 0 alone writes files; the others wait for it at each stage's end.
+        self.rank, self.world = rank_and_world()
+        self.writes = self.rank == 0
+        self.device = process_device(config["device"])
+        self.parallel = DistributedConfig(**config["distributed"])
 
-    def stage(self, name, work):
-        """Run work(folder) unless the stage is DONE; DONE is written last, after all its files."""
+    def stage(self, name, work, rank_0_only=False):
+        """Run work(folder) unless the stage is DONE; DONE is written last, after all its files.
+        Every process follows rank 0's view of DONE, so all of them resume at the same stage."""
         folder = self.out / name
-        if (folder / "DONE").is_file():
+        if agree((folder / "DONE").is_file()):
             return folder
-        shutil.rmtree(folder, ignore_errors=True)  # an unfinished attempt: start it again from scratch
-        folder.mkdir(parents=True)
+        if self.writes:
+            shutil.rmtree(folder, ignore_errors=True)  # an unfinished attempt: start it again from scratch
+            folder.mkdir(parents=True)
+        barrier()
         start = time.time()
         torch.manual_seed(self.seed(name))
-        work(folder)
+        if self.writes or not rank_0_only:
+            work(folder)
+        barrier()  # every process's share is done (and rank 0's files are written)
+        if not self.writes:
+            return folder
         write_atomically(folder / "DONE", f"{time.time() - start:.1f}\n".encode())  # its duration, for the estimates
         report.write_metrics(self.out, self.format, self.config["iterations"])  # metrics.json, so far
         done = self.plan.index(name) + 1
@@ -86,7 +101,7 @@ class Run:
     def load(self, stage, training=False):
         """A checkpoint of the run. Training keeps fp32 weights (bf16 autocast on CUDA); sampling uses `dtype`."""
         dtype = torch.float32 if training else getattr(torch, self.config["dtype"])
-        return load_pretrained(self.out / stage / "checkpoint", device=self.config["device"], dtype=dtype)
+        return load_pretrained(self.out / stage / "checkpoint", device=self.device, dtype=dtype)
 
     def tokenizer(self):
         """The run's tokenizer (every checkpoint of the run carries the base model's)."""
@@ -111,15 +126,19 @@ def prepare_data(run, folder):
 def prepare_base(run, folder):
     c = run.config["model"]
     if c["checkpoint"]:
-        (folder / "checkpoint").symlink_to(Path(c["checkpoint"]).resolve())
+        if run.writes:
+            (folder / "checkpoint").symlink_to(Path(c["checkpoint"]).resolve())
         return
     # The tokenizer learns from exactly the text the model will read and write.
     data, fmt = run.out / "data", run.format
-    text = [fmt.format_prompt(r["question"]) for split in ("labeled", "unlabeled")
-            for r in read_jsonl(data / f"{split}.jsonl")]
-    text += [fmt.format_answer(r["answer"]) for r in read_jsonl(data / "labeled.jsonl")]
-    tok = train_sentencepiece(text, c["tokenizer_vocab_size"], folder / "tokenizer", run.model_type)
-    model = init_from_config({**c["init"], "vocab_size": tok.vocab_size}, seed=run.seed("base"))
+    if run.writes:
+        text = [fmt.format_prompt(r["question"]) for split in ("labeled", "unlabeled")
+                for r in read_jsonl(data / f"{split}.jsonl")]
+        text += [fmt.format_answer(r["answer"]) for r in read_jsonl(data / "labeled.jsonl")]
+        train_sentencepiece(text, c["tokenizer_vocab_size"], folder / "tokenizer", run.model_type)
+    barrier()
+    tok = load_tokenizer(folder / "tokenizer", run.model_type)
+    model = init_from_config({**c["init"], "vocab_size": tok.vocab_size}, seed=run.seed("base")).to(run.device)
     if c["copy_pretrain_steps"]:
         # The paper starts from pretrained models, which can copy; a tiny model from scratch cannot, and
         # copying numbers from the question is what it gets wrong. So the base reads each labeled and
@@ -128,8 +147,9 @@ def prepare_base(run, folder):
         # Shuffled by the run's seed itself (not run.seed("base")): the README's tiny-full runs were made so.
         cfg = TrainConfig(**{**run.config["sft"], "steps": c["copy_pretrain_steps"], "seed": run.config["seed"]})
         examples = [fmt.encode_copy_example(tok, q) for q in questions]
-        model = train_sft(model, tok, examples, cfg, folder / "copy_log.jsonl")
-    save_pretrained(model, tok, folder / "checkpoint")
+        model = train_sft(model, tok, examples, cfg, folder / "copy_log.jsonl", run.parallel)
+    if run.writes:
+        save_pretrained(model, tok, folder / "checkpoint")
 
 
 def evaluate(run, model, tok, folder, dev_only=False):
@@ -139,18 +159,22 @@ def evaluate(run, model, tok, folder, dev_only=False):
         if path.stem in ("labeled", "unlabeled") or (dev_only and path.stem != "dev"):
             continue
         records = evaluate_rows(model, tok, read_jsonl(path), SamplingConfig(**run.config["eval"]), seed=0)
-        write_jsonl(folder / f"eval-{path.stem}.jsonl", records)
+        if run.writes:
+            write_jsonl(folder / f"eval-{path.stem}.jsonl", records)
         results[path.stem] = report.percent_correct(records)
-    write_atomically(folder / "eval.json", (json.dumps(results, indent=2) + "\n").encode())
-    print("   " + "  ".join(f"{k} {v:.1f}" for k, v in results.items()), flush=True)
+    if run.writes:
+        write_atomically(folder / "eval.json", (json.dumps(results, indent=2) + "\n").encode())
+        print("   " + "  ".join(f"{k} {v:.1f}" for k, v in results.items()), flush=True)
 
 
 def sft_stage(run, rows, folder, steps=None):
     model, tok = run.load("base", training=True)
     cfg = TrainConfig(**{**run.config["sft"], "seed": run.seed(folder.name), **({"steps": steps} if steps else {})})
-    model = train_sft(model, tok, encode_rows(tok, run.format, rows, folder.name), cfg, folder / "train_log.jsonl")
-    (folder / "steps").write_text(f"{total_steps(len(rows), cfg)}\n")
-    save_pretrained(model, tok, folder / "checkpoint")
+    model = train_sft(model, tok, encode_rows(tok, run.format, rows, folder.name), cfg, folder / "train_log.jsonl",
+                      run.parallel)
+    if run.writes:
+        (folder / "steps").write_text(f"{total_steps(len(rows), cfg)}\n")
+        save_pretrained(model, tok, folder / "checkpoint")
     evaluate(run, model, tok, folder)
 
 
@@ -163,7 +187,9 @@ def questions_of(run, section) -> list[dict]:
 def sample_stage(run, source, questions, settings, folder):
     model, tok = run.load(source)
     sampling = SamplingConfig(**{f.name: settings[f.name] for f in fields(SamplingConfig)})  # the rest: selection
-    write_jsonl(folder / "samples.jsonl", evaluate_rows(model, tok, questions, sampling, seed=run.seed(folder.name)))
+    samples = evaluate_rows(model, tok, questions, sampling, seed=run.seed(folder.name))
+    if run.writes:
+        write_jsonl(folder / "samples.jsonl", samples)
 
 
 def pairs_stage(run, k, folder):
@@ -185,8 +211,9 @@ def dpo_stage(run, k, folder):
     model, tok = run.load(f"sft-{k - 1}", training=True)
     cfg = DPOConfig(**{**run.config["dpo"], "seed": run.seed(folder.name)})
     pairs = read_pairs(run.out / f"pairs-{k}" / "pairs.jsonl", tok, run.format)
-    model = train_dpo(model, tok, pairs, cfg, folder / "train_log.jsonl")
-    save_pretrained(model, tok, folder / "checkpoint")
+    model = train_dpo(model, tok, pairs, cfg, folder / "train_log.jsonl", parallel=run.parallel)
+    if run.writes:
+        save_pretrained(model, tok, folder / "checkpoint")
     evaluate(run, model, tok, folder, dev_only=True)  # what the DPO step did, on the split we decide on
 
 
@@ -194,6 +221,8 @@ def pseudo_stage(run, k, folder):
     source = f"dpo-{k}" if run.method == "dpo-st" else f"sft-{k - 1}"
     questions = questions_of(run, "pseudo")
     sample_stage(run, source, questions, run.config["pseudo"], folder)
+    if not run.writes:
+        return  # rank 0 builds the pseudo-labels from the samples
     tok = run.tokenizer()
     previous = read_jsonl(run.out / f"pseudo-{k - 1}" / "pseudo.jsonl") if k > 1 else None
     samples = read_jsonl(folder / "samples.jsonl")
@@ -228,14 +257,15 @@ def main():
     each = ["samples", "pairs", "dpo", "pseudo", "sft"] if args.method == "dpo-st" else ["pseudo", "sft"]
     plan = ["data", "base", "sft-0"] + [f"{s}-{k}" for k in range(1, K + 1) for s in each] + ["control"]
     run = Run(out, config, args.method, plan)  # reads the base model's type: a bad model section stops here
-    out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
     resolved = {**config, "method": args.method}
     if saved.is_file() and without_about(json.loads(saved.read_text())) != without_about(resolved):
         raise ValueError(f"{out} holds a run with another config or method; use a new --out")
-    write_atomically(saved, (json.dumps(resolved, indent=2) + "\n").encode())
+    if run.writes:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomically(saved, (json.dumps(resolved, indent=2) + "\n").encode())
 
-    run.stage("data", lambda f: prepare_data(run, f))
+    run.stage("data", lambda f: prepare_data(run, f), rank_0_only=True)
     run.stage("base", lambda f: prepare_base(run, f))
     labeled = read_jsonl(out / "data" / "labeled.jsonl")
     run.stage("sft-0", lambda f: sft_stage(run, labeled, f))
@@ -243,7 +273,7 @@ def main():
         if args.method == "dpo-st":
             run.stage(f"samples-{k}", lambda f: sample_stage(run, f"sft-{k - 1}", questions_of(run, "pairs"),
                                                              config["pairs"], f))
-            run.stage(f"pairs-{k}", lambda f: pairs_stage(run, k, f))
+            run.stage(f"pairs-{k}", lambda f: pairs_stage(run, k, f), rank_0_only=True)
             run.stage(f"dpo-{k}", lambda f: dpo_stage(run, k, f))
         run.stage(f"pseudo-{k}", lambda f: pseudo_stage(run, k, f))
         pseudo = read_jsonl(out / f"pseudo-{k}" / "pseudo.jsonl")
@@ -252,8 +282,10 @@ def main():
         run.stage(f"sft-{k}", lambda f: sft_stage(run, rows, f))
     final_steps = int((out / f"sft-{K}" / "steps").read_text())
     run.stage("control", lambda f: sft_stage(run, labeled, f, steps=final_steps))
-    report.write(out, args.method, K, run.format, config["about"])
-    print((out / "report.md").read_text())
+    if run.writes:
+        report.write(out, args.method, K, run.format, config["about"])
+        print((out / "report.md").read_text())
+    finish()
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ value checked before the loop writes anything.
     config = load_config("configs/tiny-llama.json")   # merged over DEFAULTS; "extends" another preset
     check_config(config, "configs/tiny-llama.json")    # types and ranges; one line naming a bad key
 
-The optimizer's and the sampler's settings are the fields of TrainConfig, DPOConfig and SamplingConfig:
-their defaults and allowed ranges are written there, once, and checked here by building them.
+The optimizer's, the sampler's and distribution's settings are the fields of TrainConfig, DPOConfig,
+SamplingConfig and DistributedConfig: their defaults and allowed ranges are written there, once, and
+checked here by building them.
 """
 import json
 from dataclasses import asdict, fields
@@ -15,6 +16,7 @@ from data import DATASET_NAMES
 from data.selection import PAIRS_PER_QUESTION
 from data.synthetic import DEFAULT_SIZES as SYNTHETIC_SIZES, SPLITS as SYNTHETIC_SPLITS
 from data.world import DEFAULT_SIZES as WORLD_SIZES, SPLITS as WORLD_SPLITS
+from distributed import DistributedConfig
 from dpo import DPOConfig
 from flags import DTYPES, KINDS, SettingError, check_device
 from model import load_config as load_model_config  # a checkpoint's config.json (load_config here: a preset)
@@ -47,6 +49,8 @@ DEFAULTS = {
     "pseudo": {**asdict(SamplingConfig(num_samples=3, temperature=0.7, top_k=50)), "questions": "labeled",
                "verify_calculations": False},
     "eval": {"max_new_tokens": SamplingConfig.max_new_tokens, "batch_size": SamplingConfig.batch_size},  # greedy
+    # Under torchrun: how SFT and DPO share the model over the processes (distributed.py).
+    "distributed": asdict(DistributedConfig()),
 }
 VALUES = ("init", "sizes")  # dicts that are one value, not a section of settings
 
@@ -125,7 +129,7 @@ def check_config(config: dict, path):
         raise ValueError(f"{path}: {SettingError(key, value, allowed)}")
     # the optimizer's and sampler's settings: their dataclasses know their ranges
     for section, cls in [("sft", TrainConfig), ("dpo", DPOConfig), ("pairs", SamplingConfig),
-                         ("pseudo", SamplingConfig), ("eval", SamplingConfig)]:
+                         ("pseudo", SamplingConfig), ("eval", SamplingConfig), ("distributed", DistributedConfig)]:
         try:
             cls(**{f.name: config[section][f.name] for f in fields(cls) if f.name in config[section]})
         except SettingError as e:

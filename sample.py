@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from data import (Format, calculate, extract_answer, format_for, is_correct, load_dataset, write_atomically,
                   write_jsonl)
-from distributed import finish, process_device, rank_and_world
+from distributed import finish, gather_json, process_device, rank_and_world
 from flags import (DTYPES, Parser, SettingError, add_flags, check_device, check_output_file,
                    check_settings, from_flags, setting)
 from model import load_pretrained
@@ -204,22 +204,31 @@ def generate(model, tok, prompts, max_new_tokens, temperature=0.0, top_k=0, top_
 
 
 def evaluate_rows(model, tok, rows, sampling: SamplingConfig, seed=0) -> list[dict]:
-    """Sample sampling.num_samples answers for every question and score them; one record per sample."""
+    """Sample sampling.num_samples answers for every question and score them; one record per sample.
+
+    Under torchrun each process samples every world-th batch -- the same batches, with the same
+    seeds, as one process would -- and every process gets all the records, in order."""
     fmt = format_for(model.config.model_type)
+    rank, world = rank_and_world()
     jobs = [(row, k) for row in rows for k in range(sampling.num_samples)]
-    records = []
-    for start in tqdm(range(0, len(jobs), sampling.batch_size), desc="sampling", unit="batch", leave=False):
+    batches = []  # [start, records] of this process's batches
+    for start in tqdm(range(0, len(jobs), sampling.batch_size)[rank::world], desc="sampling", unit="batch",
+                      leave=False, disable=rank != 0):
         batch = jobs[start:start + sampling.batch_size]
         prompts = [fmt.encode_prompt(tok, row["question"]) for row, _ in batch]
         outputs = generate(model, tok, prompts, sampling.max_new_tokens, sampling.temperature, sampling.top_k,
                            sampling.top_p, sampling.calculator, seed=seed + start)
+        records = []
         for (row, k), new_tokens in zip(batch, outputs):
             completion = tok.decode(new_tokens)
             prediction = extract_answer(completion)
             records.append({"id": row["id"], "question": row["question"], "sample": k, "completion": completion,
                             "prediction": prediction, "gold": row["gold"],
                             "correct": is_correct(prediction, row["gold"])})
-    return records
+        batches.append([start, records])
+    if world > 1:  # every process's batches, back in their order
+        batches = sorted((b for shard in gather_json(batches) for b in shard), key=lambda b: b[0])
+    return [record for _, records in batches for record in records]
 
 
 def summarize(records, num_samples) -> dict:
@@ -255,17 +264,12 @@ def main():
             check_output_file("--out", out, inputs=[args.data, os.path.join(args.model, "config.json")])
     except SettingError as e:
         ap.error(f"argument {e}")
-    rank, world = rank_and_world()  # under torchrun: each process samples every world-th question
+    rank = rank_and_world()[0]  # under torchrun: each process samples every world-th batch
     rows = load_dataset(args.data)[: args.limit]
     if not rows:
         raise ValueError(f"{args.data}: no questions to sample")
-    model, tok = load_pretrained(args.model, device=process_device(args.device, rank), dtype=getattr(torch, args.dtype))
-    records = evaluate_rows(model, tok, rows[rank::world], sampling, args.seed + 1_000_003 * rank)
-    if world > 1:  # gather every process's records, back in the questions' order
-        shards = [None] * world
-        torch.distributed.all_gather_object(shards, records)
-        order = {row["id"]: i for i, row in enumerate(rows)}
-        records = sorted((r for shard in shards for r in shard), key=lambda r: (order[r["id"]], r["sample"]))
+    model, tok = load_pretrained(args.model, device=process_device(args.device), dtype=getattr(torch, args.dtype))
+    records = evaluate_rows(model, tok, rows, sampling, args.seed)  # under torchrun: shared out and gathered
     if rank == 0:
         summary = summarize(records, sampling.num_samples)
         write_jsonl(args.out, records)  # each file appears whole (a temporary name, then a rename)

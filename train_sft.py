@@ -16,7 +16,7 @@ from dataclasses import asdict
 import torch
 
 from data import Format, format_for, read_jsonl, write_atomically
-from distributed import finish, process_device, rank_and_world
+from distributed import DistributedConfig, finish, process_device, rank_and_world
 from flags import Parser, add_flags, check_flags, from_flags
 from model import config_from_dict, init_from_config, load_pretrained, load_tokenizer, save_pretrained
 from model.logprobs import answer_logprobs
@@ -31,9 +31,10 @@ def sft_loss(model, part, batch, pad_id):
     return loss, {"loss": loss.item()}
 
 
-def train_sft(model, tok, examples, cfg: TrainConfig, log_path=None):
+def train_sft(model, tok, examples, cfg: TrainConfig, log_path=None, parallel: DistributedConfig = DistributedConfig()):
     """Train on Examples (prompt ids, answer ids); returns the model in eval mode."""
-    return train_loop(model, examples, cfg, functools.partial(sft_loss, pad_id=tok.pad_id), "sft", log_path)
+    return train_loop(model, examples, cfg, functools.partial(sft_loss, pad_id=tok.pad_id), "sft", log_path,
+                      parallel=parallel)
 
 
 def encode_rows(tok, fmt: Format, rows, where):
@@ -56,10 +57,12 @@ def main():
     ap.add_argument("--out", required=True, help="folder for checkpoint/, train_log.jsonl, train_config.json")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N, mps")
     add_flags(ap, TrainConfig)
+    add_flags(ap, DistributedConfig)
     args = ap.parse_args()
     cfg = from_flags(ap, args, TrainConfig)
+    parallel = from_flags(ap, args, DistributedConfig)
     check_flags(ap, args)
-    device = process_device(args.device, rank_and_world()[0])
+    device = process_device(args.device)
     if args.model:
         model, tok = load_pretrained(args.model, device=device)
     else:
@@ -74,7 +77,7 @@ def main():
     if not examples:
         raise ValueError(f"{', '.join(args.data)}: no examples to train on")
     os.makedirs(args.out, exist_ok=True)
-    model = train_sft(model, tok, examples, cfg, log_path=os.path.join(args.out, "train_log.jsonl"))
+    model = train_sft(model, tok, examples, cfg, log_path=os.path.join(args.out, "train_log.jsonl"), parallel=parallel)
     if rank_and_world()[0] == 0:
         save_pretrained(model, tok, args.out + "/checkpoint")
         write_atomically(os.path.join(args.out, "train_config.json"), (json.dumps(asdict(cfg), indent=2) + "\n").encode())

@@ -17,8 +17,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from distributed import rank_and_world
+from distributed import DistributedConfig, gradient_sync, rank_and_world, unwrapped, wrap_for_training
 from flags import check_settings, setting
+from model.checkpoint import build_model
 
 
 @dataclass
@@ -74,24 +75,29 @@ def total_steps(n_examples: int, cfg: TrainConfig) -> int:
     return cfg.steps or max(1, math.ceil(cfg.epochs * n_examples / cfg.batch_size))
 
 
-def autocast(device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+def autocast(device, parallel: DistributedConfig):
+    """bf16 autocast on CUDA; not under FSDP, whose MixedPrecisionPolicy gathers bf16 parameters itself."""
+    if device.type != "cuda" or parallel.strategy == "fsdp":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16)
 
 
-def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, dropout=True):
-    """Train on `examples` (records with an n_tokens property: SFT's Example, DPO's Pair).
+def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, dropout=True,
+               parallel: DistributedConfig = DistributedConfig()):
+    """Train on `examples` (records with an n_tokens property: SFT's Example, DPO's Pair); returns
+    the trained model, whole and in eval mode, on every process.
 
     loss_fn(model, micro_batch, global_batch) returns (loss, metrics), each already divided by the
     size of the whole global batch (in tokens or pairs): summed over micro-batches and processes they
-    give the global batch's mean, so accumulation and DDP give the same update as one big batch."""
+    give the global batch's mean, so accumulation, DDP and FSDP give the same update as one big batch."""
     rank, world = rank_and_world()
     if cfg.batch_size % world:  # else processes would run different numbers of micro-batches and hang
         raise ValueError(f"{desc}: batch_size {cfg.batch_size} is not a multiple of the {world} processes")
-    core = model
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model)
+    device, config = model.lm_head.weight.device, model.config
+    model = wrap_for_training(model, parallel, world)  # plain, DDP, or FSDP2 (sharded in place)
+    core = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     model.train(dropout)  # DPO trains with dropout off: eval mode changes nothing else in our models
-    optimizer = make_optimizer(core, cfg)
+    optimizer = make_optimizer(core, cfg)  # under FSDP: over this process's shards only
     steps = total_steps(len(examples), cfg)
     # The log grows under a temporary name (tail it to watch) and takes its own name when training ends,
     # so a crash never leaves a train_log.jsonl that looks like a finished run's.
@@ -105,17 +111,17 @@ def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, 
         micro = [mine[i:i + cfg.micro_batch_size] for i in range(0, len(mine), cfg.micro_batch_size)]
         metrics = {}
         for i, part in enumerate(micro):
-            sync = i == len(micro) - 1 or world == 1
-            with (contextlib.nullcontext() if sync else model.no_sync()), autocast(core.lm_head.weight.device):
+            with gradient_sync(model, i == len(micro) - 1), autocast(device, parallel):
                 loss, m = loss_fn(model, [examples[j] for j in part], [examples[j] for j in batch])
-            (loss * world).backward()  # DDP averages gradients over processes; we want their sum
+            (loss * world).backward()  # DDP and FSDP average gradients over processes; we want their sum
             for key, value in m.items():
                 metrics[key] = metrics.get(key, 0.0) + value
         if world > 1:  # each process holds its share of the global mean: add them up
             values = torch.tensor([metrics[k] for k in sorted(metrics)], dtype=torch.float64)
             dist.all_reduce(values)
             metrics = dict(zip(sorted(metrics), values.tolist()))
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(core.parameters(), cfg.max_grad_norm))
+        grad_norm = torch.nn.utils.clip_grad_norm_(core.parameters(), cfg.max_grad_norm)
+        grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)  # FSDP: a DTensor
         if not all(math.isfinite(v) for v in [*metrics.values(), grad_norm]):  # same verdict on every process
             raise FloatingPointError(f"{desc}: non-finite loss or gradient at step {step}: {metrics}")
         for group in optimizer.param_groups:
@@ -129,4 +135,6 @@ def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, 
     if log:
         log.close()
         os.replace(f"{log_path}.part", log_path)
-    return core.eval()
+    del optimizer  # its state is the largest part: free it before FSDP gathers the whole model
+    # FSDP: gather the shards into a whole model (every process samples with it; rank 0 saves it)
+    return unwrapped(core, lambda: build_model(config).to(device)).eval()

@@ -79,6 +79,7 @@ SFT_CASES = [  # (flags, what the error line must name)
     (["--max-grad-norm", "0"], ["--max-grad-norm"]),
     (["--device", "cuda"], ["--device", "cuda", "cpu"]),
     (["--device", "gpu"], ["--device", "gpu"]),
+    (["--strategy", "zero3"], ["--strategy", "zero3"]),
 ]
 
 
@@ -199,6 +200,8 @@ CONFIG_CASES = [  # (what the preset says, what the error line must name)
     ({"pseudo": {"verify_calculations": "yes"}}, ["pseudo.verify_calculations", "true or false"]),
     ({"eval": {"max_new_tokens": 0}}, ["eval.max_new_tokens", ">= 1"]),
     ({"iterations": 0}, ["iterations", ">= 1"]),
+    ({"distributed": {"strategy": "zero3"}}, ["distributed.strategy", "'zero3'", "ddp or fsdp"]),
+    ({"distributed": {"activation_checkpointing": 1}}, ["distributed.activation_checkpointing", "true or false"]),
     ({"seed": "zero"}, ["seed", "whole number"]),
     ({"dtype": "float8"}, ["dtype", "float8", "bfloat16"]),
     ({"device": "cuda"}, ["device", "'cuda'", "cpu"]),
