@@ -7,10 +7,14 @@ AdamW state sharded over the GPUs), for SFT and for DPO (policy + a frozen refer
   weights     fp32 master weights: 4 bytes a parameter (training keeps fp32, bf16 autocast on CUDA)
   gradients   fp32: 4 bytes a parameter
   AdamW       two fp32 moments: 8 bytes a parameter
-  reference   DPO only: the frozen copy, 4 bytes a parameter (0 with dpo.precompute_ref)
+  reference   DPO only: the frozen copy, 4 bytes a parameter (0 with dpo.precompute_ref, and under
+              FSDP, which always precomputes it: a whole copy on every GPU would undo the sharding)
   activations one micro-batch at the preset's micro_batch_size and a sequence length, in bf16:
               without checkpointing every layer keeps its intermediate tensors; with activation
               checkpointing only each layer's input is kept, plus one layer's tensors for its backward
+  gather      FSDP only, once training ends: the whole fp32 state dict is gathered on every GPU and
+              loaded into a whole model (8 bytes a parameter, the optimizer freed first), which the
+              loop samples with and rank 0 saves. Not at the same time as the activations.
 The parameter count is exact (the model is built on the meta device from its config); activations
 are an estimate (their per-token bytes per layer are written below) and leave out allocator slack.
 The checkpoint's config.json is read when it is present, else the model's public shape below.
@@ -71,8 +75,9 @@ def table(preset: dict, gpus: list[int], seq_len: int) -> list[str]:
     per_layer, kept, layers = activation_bytes_per_token(c)
     vocab = c.vocab_size
     lines = [f"{params / 1e9:.2f}B parameters; activations at sequence length {seq_len}, bf16", "",
-             "| stage | GPUs | strategy | weights+grads+AdamW | reference | activations (ckpt off / on) | total (off / on) |",
-             "|---|---|---|---|---|---|---|"]
+             "| stage | GPUs | strategy | weights+grads+AdamW | reference | activations (ckpt off / on) | total (off / on) "
+             "| gather at the end |",
+             "|---|---|---|---|---|---|---|---|"]
     for stage in ("sft", "dpo"):
         micro = preset[stage]["micro_batch_size"] * (2 if stage == "dpo" else 1)  # DPO: chosen and rejected
         tokens = micro * seq_len
@@ -83,10 +88,12 @@ def table(preset: dict, gpus: list[int], seq_len: int) -> list[str]:
             for strategy in ("ddp", "fsdp") if n > 1 else ("one GPU",):
                 shard = n if strategy == "fsdp" else 1
                 state = 16 * params / shard
-                reference = 4 * params / shard if stage == "dpo" else 0
+                precomputed = strategy == "fsdp" or preset["dpo"]["precompute_ref"]
+                reference = 4 * params if stage == "dpo" and not precomputed else 0
+                gather = f"{(4 * params / shard + 8 * params) / GB:.1f} GB" if strategy == "fsdp" else "-"
                 lines.append(f"| {stage} | {n} | {strategy} | {state / GB:.1f} GB | {reference / GB:.1f} GB | "
                              f"{off / GB:.1f} / {on / GB:.1f} GB | {(state + reference + off) / GB:.1f} / "
-                             f"{(state + reference + on) / GB:.1f} GB |")
+                             f"{(state + reference + on) / GB:.1f} GB | {gather} |")
     return lines
 
 

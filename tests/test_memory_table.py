@@ -22,4 +22,6 @@ def test_parameter_count_is_the_published_one_and_fsdp_shards_the_state(preset, 
     assert float(one[3].split()[0]) == pytest.approx(16 * params / 2**30, abs=0.06)  # 4 + 4 + 8 bytes a parameter
     sharded = next(r for r in rows if r[0] == "| dpo" and r[1] == "8" and r[2] == "fsdp")
     assert float(sharded[3].split()[0]) == pytest.approx(16 * params / 8 / 2**30, abs=0.06)
-    assert float(sharded[4].split()[0]) == pytest.approx(4 * params / 8 / 2**30, abs=0.06)  # the reference
+    assert float(sharded[4].split()[0]) == 0  # FSDP precomputes the reference
+    ddp = next(r for r in rows if r[0] == "| dpo" and r[1] == "8" and r[2] == "ddp")
+    assert float(ddp[4].split()[0]) == pytest.approx(4 * params / 2**30, abs=0.06)  # a whole frozen copy
