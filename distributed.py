@@ -14,6 +14,9 @@ questions for sampling -- and rank 0 writes the files. Distribution is PyTorch's
         and gathered block by block for the forward and backward (ZeRO-3). A 7B model's ~112 GB of
         training state becomes ~112/N GB a GPU. On CUDA the gathered parameters are bf16 and the
         gradients are reduced in fp32 (MixedPrecisionPolicy).
+
+An error on one process ends that process; on one node torchrun then stops the others. On several
+nodes the others wait in their next collective until its timeout (NCCL's default: 10 minutes).
 """
 import contextlib
 import functools
@@ -106,9 +109,14 @@ def blocks(model) -> list[torch.nn.Module]:
 
 
 def checkpoint_activations(model):
-    """Each block keeps only its input in the forward and recomputes the rest in the backward."""
+    """Each block keeps only its input in the forward and recomputes the rest in the backward. Only
+    while gradients are on: sampling with the trained model runs the plain forward."""
     for block in blocks(model):
-        block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
+        def forward(*args, plain=block.forward, **kwargs):
+            if not torch.is_grad_enabled():
+                return plain(*args, **kwargs)
+            return checkpoint(plain, *args, use_reentrant=False, **kwargs)
+        block.forward = forward
 
 
 def wrap_for_training(model, parallel: DistributedConfig, world: int):
@@ -142,21 +150,23 @@ def is_sharded(model) -> bool:
 
 
 def gradient_sync(model, sync: bool):
-    """Reduce gradients on this micro-batch's backward (the last of a step) or keep accumulating locally."""
-    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        return contextlib.nullcontext() if sync else model.no_sync()
-    if is_sharded(model):
-        model.set_requires_gradient_sync(sync)
+    """DDP: reduce gradients on this micro-batch's backward (the last of a step) or keep accumulating
+    locally. FSDP reduce-scatters every micro-batch's: accumulating locally would keep the whole,
+    unsharded gradients on every GPU (in fp32), which is what sharding is there to avoid."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel) and not sync:
+        return model.no_sync()
     return contextlib.nullcontext()
 
 
-def unwrapped(model, build):
+def unwrapped(model, build, device):
     """A plain, whole model with the trained weights, on every process: `model` itself unless FSDP
-    sharded it; then its full state dict gathered into `build()`, a fresh model of the same config."""
+    sharded it; then its full state dict gathered into `build()`, a fresh model of the same config
+    made straight on `device` (not first on the host, 8 times over on a node)."""
     if not is_sharded(model):
         return model
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
-    whole = build()
+    with torch.device(device):
+        whole = build()
     whole.load_state_dict(state)
     return whole

@@ -22,7 +22,7 @@ from distributed import DistributedConfig, finish, gather_json, process_device, 
 from flags import Parser, add_flags, check_flags, from_flags, setting
 from model import load_pretrained, save_pretrained
 from model.logprobs import answer_logprobs
-from trainer import TrainConfig, train_loop
+from trainer import TrainConfig, autocast, train_loop
 
 LOSS_TYPES = ("sigmoid", "ipo")
 
@@ -142,12 +142,17 @@ def train_dpo(model, tok, pairs, cfg: DPOConfig, log_path=None, ref_model=None,
     """Train on Pairs; returns the trained policy (eval mode).
     The reference is a frozen copy of the policy as it starts (or the given ref_model). When FSDP
     shards the policy the reference is always precomputed: a whole frozen copy would undo the sharding."""
-    if ref_model is None:
-        ref_model = copy.deepcopy(model)
-    ref_model.eval().requires_grad_(False)
     if cfg.precompute_ref or shards(parallel):
-        pairs = precompute_reference(ref_model, pairs, tok.pad_id)
-        ref_model = None  # freed: training needs only the numbers
+        # Before its first step the policy is the reference: without a given one, score the pairs with
+        # the policy itself (no copy), in the precision training computes in (bf16 autocast on CUDA).
+        scorer = model if ref_model is None else ref_model
+        with autocast(model.lm_head.weight.device, DistributedConfig()):
+            pairs = precompute_reference(scorer.eval(), pairs, tok.pad_id)
+        ref_model = None  # training needs only the numbers
+    elif ref_model is None:
+        ref_model = copy.deepcopy(model)
+    if ref_model is not None:
+        ref_model.eval().requires_grad_(False)
     loss_fn = functools.partial(dpo_batch_loss, ref_model=ref_model, cfg=cfg, pad_id=tok.pad_id)
     return train_loop(model, pairs, cfg, loss_fn, "dpo", log_path, dropout=False, parallel=parallel)
 

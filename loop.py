@@ -52,6 +52,9 @@ class Run:
         # the batches. Rank 0 alone writes files; the others wait for it at each stage's end.
         self.rank, self.world = rank_and_world()
         self.writes = self.rank == 0
+        if self.world > 1 and config["device"].startswith("cuda:"):  # every process would use that one GPU
+            raise ValueError(f"device {config['device']!r}: under torchrun use 'cuda' (each process takes "
+                             "its own GPU, LOCAL_RANK)")
         self.device = process_device(config["device"])
         self.parallel = DistributedConfig(**config["distributed"])
 

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from distributed import DistributedConfig, gradient_sync, rank_and_world, unwrapped, wrap_for_training
+from distributed import DistributedConfig, gradient_sync, rank_and_world, shards, unwrapped, wrap_for_training
 from flags import check_settings, setting
 from model.checkpoint import build_model
 
@@ -76,8 +76,8 @@ def total_steps(n_examples: int, cfg: TrainConfig) -> int:
 
 
 def autocast(device, parallel: DistributedConfig):
-    """bf16 autocast on CUDA; not under FSDP, whose MixedPrecisionPolicy gathers bf16 parameters itself."""
-    if device.type != "cuda" or parallel.strategy == "fsdp":
+    """bf16 autocast on CUDA; not when FSDP shards, as its MixedPrecisionPolicy gathers bf16 parameters itself."""
+    if device.type != "cuda" or shards(parallel):
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16)
 
@@ -117,7 +117,7 @@ def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, 
             for key, value in m.items():
                 metrics[key] = metrics.get(key, 0.0) + value
         if world > 1:  # each process holds its share of the global mean: add them up
-            values = torch.tensor([metrics[k] for k in sorted(metrics)], dtype=torch.float64)
+            values = torch.tensor([metrics[k] for k in sorted(metrics)], dtype=torch.float64, device=device)  # NCCL: on the GPU
             dist.all_reduce(values)
             metrics = dict(zip(sorted(metrics), values.tolist()))
         grad_norm = torch.nn.utils.clip_grad_norm_(core.parameters(), cfg.max_grad_norm)
@@ -137,4 +137,4 @@ def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, 
         os.replace(f"{log_path}.part", log_path)
     del optimizer  # its state is the largest part: free it before FSDP gathers the whole model
     # FSDP: gather the shards into a whole model (every process samples with it; rank 0 saves it)
-    return unwrapped(core, lambda: build_model(config).to(device)).eval()
+    return unwrapped(core, lambda: build_model(config), device).eval()
