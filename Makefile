@@ -41,9 +41,9 @@ base: setup
 data: setup
 	$(PY) -m data.fetch
 
-# Our sampler against transformers' generate on the same weights (a table; not a test).
+# The loop's costs, ours against transformers in the same run, with this machine's bounds (a table; not a test).
 bench: setup
-	$(PY) scripts/bench_sample.py
+	$(PY) scripts/bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

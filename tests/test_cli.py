@@ -15,6 +15,7 @@ COMMANDS = [
     (["sample.py"], "sample.py", "sample.py"),
     (["loop.py"], "loop.py", "loop.py"),
     (["scripts/bench_sample.py"], "scripts/bench_sample.py", "bench_sample.py"),
+    (["scripts/bench.py"], "scripts/bench.py", "bench.py"),
     (["scripts/seed_table.py"], "scripts/seed_table.py", "seed_table.py"),
     (["scripts/load_memory.py"], "scripts/load_memory.py", "load_memory.py"),
     (["scripts/memory_table.py"], "scripts/memory_table.py", "memory_table.py"),
