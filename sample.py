@@ -210,25 +210,31 @@ def evaluate_rows(model, tok, rows, sampling: SamplingConfig, seed=0) -> list[di
     seeds, as one process would -- and every process gets all the records, in order."""
     fmt = format_for(model.config.model_type)
     rank, world = rank_and_world()
-    jobs = [(row, k) for row in rows for k in range(sampling.num_samples)]
+    prompts = [fmt.encode_prompt(tok, row["question"]) for row in rows]
+    jobs = [(i, k) for i in range(len(rows)) for k in range(sampling.num_samples)]  # (question, sample)
+    # Batches of prompts of about the same length: a left-padded slot costs as much as a real one.
+    jobs.sort(key=lambda job: len(prompts[job[0]]))
     batches = []  # [start, records] of this process's batches
     for start in tqdm(range(0, len(jobs), sampling.batch_size)[rank::world], desc="sampling", unit="batch",
                       leave=False, disable=rank != 0):
         batch = jobs[start:start + sampling.batch_size]
-        prompts = [fmt.encode_prompt(tok, row["question"]) for row, _ in batch]
-        outputs = generate(model, tok, prompts, sampling.max_new_tokens, sampling.temperature, sampling.top_k,
-                           sampling.top_p, sampling.calculator, seed=seed + start)
+        outputs = generate(model, tok, [prompts[i] for i, _ in batch], sampling.max_new_tokens,
+                           sampling.temperature, sampling.top_k, sampling.top_p, sampling.calculator, seed=seed + start)
         records = []
-        for (row, k), new_tokens in zip(batch, outputs):
-            completion = tok.decode(new_tokens)
+        for (i, k), new_tokens in zip(batch, outputs):
+            row, completion = rows[i], tok.decode(new_tokens)
             prediction = extract_answer(completion)
             records.append({"id": row["id"], "question": row["question"], "sample": k, "completion": completion,
                             "prediction": prediction, "gold": row["gold"],
-                            "correct": is_correct(prediction, row["gold"])})
-        batches.append([start, records])
-    if world > 1:  # every process's batches, back in their order
-        batches = sorted((b for shard in gather_json(batches) for b in shard), key=lambda b: b[0])
-    return [record for _, records in batches for record in records]
+                            "correct": is_correct(prediction, row["gold"]), "_job": [i, k]})
+        batches.append(records)
+    if world > 1:  # every process's batches
+        batches = [b for shard in gather_json(batches) for b in shard]
+    records = [record for records in batches for record in records]
+    records.sort(key=lambda record: record["_job"])  # back in the questions' order
+    for record in records:
+        del record["_job"]
+    return records
 
 
 def summarize(records, num_samples) -> dict:
