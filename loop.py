@@ -155,11 +155,11 @@ def prepare_base(run, folder):
         save_pretrained(model, tok, folder / "checkpoint")
 
 
-def evaluate(run, model, tok, folder, dev_only=False):
-    """Greedy accuracy (calculator on) on dev, test and every OOD set (or dev alone); eval.json + samples per set."""
+def evaluate(run, model, tok, folder, splits=("dev", "test", "ood")):
+    """Greedy accuracy (calculator on) on the given splits ("ood": every OOD set); eval.json + samples per set."""
     results = {}
     for path in sorted((run.out / "data").glob("*.jsonl")):
-        if path.stem in ("labeled", "unlabeled") or (dev_only and path.stem != "dev"):
+        if path.stem.split("-")[0] not in splits:
             continue
         records = evaluate_rows(model, tok, read_jsonl(path), SamplingConfig(**run.config["eval"]), seed=0)
         if run.writes:
@@ -178,7 +178,9 @@ def sft_stage(run, rows, folder, steps=None):
     if run.writes:
         (folder / "steps").write_text(f"{total_steps(len(rows), cfg)}\n")
         save_pretrained(model, tok, folder / "checkpoint")
-    evaluate(run, model, tok, folder)
+    # The report compares OOD sets before and after self-training: in between, dev and test are enough.
+    last = folder.name in ("sft-0", "control", f"sft-{run.config['iterations']}")
+    evaluate(run, model, tok, folder, ("dev", "test", "ood") if last else ("dev", "test"))
 
 
 def questions_of(run, section) -> list[dict]:
@@ -217,7 +219,7 @@ def dpo_stage(run, k, folder):
     model = train_dpo(model, tok, pairs, cfg, folder / "train_log.jsonl", parallel=run.parallel)
     if run.writes:
         save_pretrained(model, tok, folder / "checkpoint")
-    evaluate(run, model, tok, folder, dev_only=True)  # what the DPO step did, on the split we decide on
+    evaluate(run, model, tok, folder, ("dev",))  # what the DPO step did, on the split we decide on
 
 
 def pseudo_stage(run, k, folder):
