@@ -54,12 +54,14 @@ def table(runs, split):
     K = max(run["K"] for run in runs)
     lines = heading(split, ["run", "SFT"] + [f"iter {k}" for k in range(1, K + 1)] + ["control (step-matched)"])
     for run in runs:
-        cells = [f"{run['metrics'][stage][split]:.1f}" for stage in columns(run)]
+        cells = [f"{run['metrics'][stage][split]:.1f}" if split in run["metrics"][stage] else "–"
+                 for stage in columns(run)]  # OOD sets are evaluated at SFT, the last iteration and the control
         lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | " + " | ".join(cells) + " |")
     for method in NAMES:
         group = [run for run in runs if run["method"] == method and run["K"] == K]
         if group:
-            cells = [mean_sd([run["metrics"][stage][split] for run in group]) for stage in columns(group[0])]
+            cells = [mean_sd([run["metrics"][stage][split] for run in group]) if split in group[0]["metrics"][stage]
+                     else "–" for stage in columns(group[0])]
             seeds = f"{len(group)} seed" + ("s" if len(group) > 1 else "")
             lines.append(f"| **{NAMES[method]} mean ± sd ({seeds})** | " + " | ".join(cells) + " |")
     by_seed = {(run["method"], run["seed"]): run["metrics"] for run in runs}
