@@ -9,8 +9,9 @@ best of --repeats), with its share of this machine's own bounds, measured here t
       decodes every row's text and looks for an open call). Useful tokens: up to each row's EOS.
   (b) greedy decoding on SmolLM2-135M's shape (random weights), B 1 and 16, fp32 and bf16, against
       transformers' generate (its tokens must equal ours in fp32).
-  (c) one SFT step (forward, backward, AdamW) on the same padded batches: the tiny default (batch 32
-      of the world's labeled examples) and SmolLM2-135M's shape (batch 8 of 128 tokens), ours against
+  (c) one SFT step (forward, backward, AdamW) on the same micro-batches (the trainer's: sorted by
+      length): the tiny default (batch 32 of the world's labeled examples, in its preset's
+      micro-batches and in one) and SmolLM2-135M's shape (batch 8 of 128 tokens), ours against
       transformers' LlamaForCausalLM.
   (d) make iterate's stage times, read from a finished run's metrics.json (runs/tiny-llama-dpo-st-seed0).
 
@@ -42,6 +43,7 @@ from data import calculate, format_for, read_jsonl  # noqa: E402
 from data.world import make_world  # noqa: E402
 from model import load_pretrained  # noqa: E402
 from model.logprobs import answer_logprobs  # noqa: E402
+from preset import load_config  # noqa: E402
 from sample import continuation_ids, generate  # noqa: E402
 from trainer import TrainConfig, make_optimizer  # noqa: E402
 
@@ -187,42 +189,55 @@ def bench_greedy(folder, hf, repeats, quick, bound, bandwidth):
 
 # --- (c) an SFT step -----------------------------------------------------------------------------
 
-def sft_step_ours(model, optimizer, prompts, answers, pad_id):
-    logps, mask = answer_logprobs(model, prompts, answers, pad_id)
-    loss = -logps.sum() / mask.sum()
-    loss.backward()
+def micro_batches(prompts, answers, micro):
+    """The trainer's split of a batch: sorted by length, then `micro` examples at a time."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(answers[i]))
+    return [([prompts[i] for i in order[j:j + micro]], [answers[i] for i in order[j:j + micro]])
+            for j in range(0, len(order), micro)]
+
+
+def sft_step_ours(model, optimizer, parts, pad_id, n_answer_tokens):
+    for prompts, answers in parts:
+        logps, _ = answer_logprobs(model, prompts, answers, pad_id)
+        (-logps.sum() / n_answer_tokens).backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
 
-def sft_step_theirs(model, optimizer, prompts, answers, pad_id):
-    width = max(len(p) + len(a) for p, a in zip(prompts, answers))
-    ids = torch.full((len(prompts), width), pad_id)
-    labels = torch.full((len(prompts), width), -100)
-    for row, (p, a) in enumerate(zip(prompts, answers)):
-        ids[row, :len(p) + len(a)] = torch.tensor(p + a)
-        labels[row, len(p):len(p) + len(a)] = torch.tensor(a)
-    loss = model(input_ids=ids, attention_mask=(labels != -100) | (ids != pad_id), labels=labels).loss
-    loss.backward()
+def sft_step_theirs(model, optimizer, parts, pad_id, n_answer_tokens):
+    for prompts, answers in parts:
+        width = max(len(p) + len(a) for p, a in zip(prompts, answers))
+        ids = torch.full((len(prompts), width), pad_id)
+        labels = torch.full((len(prompts), width), -100)
+        for row, (p, a) in enumerate(zip(prompts, answers)):
+            ids[row, :len(p) + len(a)] = torch.tensor(p + a)
+            labels[row, len(p):len(p) + len(a)] = torch.tensor(a)
+        attention = (torch.arange(width)[None] < torch.tensor([len(p) + len(a) for p, a in zip(prompts, answers)])[:, None])
+        logits = model(input_ids=ids, attention_mask=attention.long()).logits
+        # the same sum over answer tokens as ours (HF's own .loss averages each micro-batch instead)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                                 ignore_index=-100, reduction="sum")
+        (loss / n_answer_tokens).backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
 
-def bench_sft(name, folder, batch_examples, repeats, bound):
+def bench_sft(name, folder, batch_examples, micro, repeats, bound):
     ours, tok = load_pretrained(folder)
     ours.train()
     hf = transformers.LlamaForCausalLM.from_pretrained(folder).train()
     cfg = TrainConfig(lr=1e-5)
     our_opt, hf_opt = make_optimizer(ours, cfg), make_optimizer(hf, cfg)
     prompts, answers = batch_examples(tok)
-    theirs = lambda: sft_step_theirs(hf, hf_opt, prompts, answers, tok.pad_id)  # noqa: E731
-    mine = lambda: sft_step_ours(ours, our_opt, prompts, answers, tok.pad_id)  # noqa: E731
+    parts, n_answer = micro_batches(prompts, answers, micro), sum(map(len, answers))
+    theirs = lambda: sft_step_theirs(hf, hf_opt, parts, tok.pad_id, n_answer)  # noqa: E731
+    mine = lambda: sft_step_ours(ours, our_opt, parts, tok.pad_id, n_answer)  # noqa: E731
     mine(), theirs()  # the optimizers' state is allocated on the first step
     (ref_s, _), (our_s, _) = best_of(theirs, mine, repeats)
     tokens = sum(len(p) + len(a) for p, a in zip(prompts, answers))
     keys = tokens / len(prompts) / 2
     share = 3 * tokens * token_flops(ours, keys) / our_s / bound
-    return [f"| (c) SFT step, {name}, {len(prompts)} examples, {tokens} tokens | {ref_s * 1000:.0f} ms | "
+    return [f"| (c) SFT step, {name}, {len(prompts)} examples ({micro} a micro-batch), {tokens} tokens | {ref_s * 1000:.0f} ms | "
             f"{our_s * 1000:.0f} ms | {ref_s / our_s:.2f}x | {100 * share:.0f}% of FLOP/s |"]
 
 
@@ -279,9 +294,11 @@ def main():
         with torch.no_grad():
             for line in bench_greedy(folder, hf, args.repeats, args.quick, bound, bandwidth):
                 print(line, flush=True)
-        for line in bench_sft("tiny default", BASE, world_batch, args.repeats, bound):
-            print(line, flush=True)
-        for line in bench_sft("SmolLM2-135M shape", folder, random_batch, args.repeats, bound):
+        preset = load_config(ROOT / "configs" / "tiny-llama.json")["sft"]
+        for micro in sorted({preset["micro_batch_size"], preset["batch_size"]}):
+            for line in bench_sft("tiny default", BASE, world_batch, micro, args.repeats, bound):
+                print(line, flush=True)
+        for line in bench_sft("SmolLM2-135M shape", folder, random_batch, 8, args.repeats, bound):
             print(line, flush=True)
     finally:
         shutil.rmtree(folder)
