@@ -20,6 +20,7 @@ redoes an unfinished one from scratch. Every stage is seeded from (seed, stage n
 killed at any moment and rerun ends with the same numbers as an unbroken one.
 """
 import json
+import resource
 import shutil
 import time
 import zlib
@@ -75,6 +76,8 @@ class Run:
         barrier()  # every process's share is done (and rank 0's files are written)
         if not self.writes:
             return folder
+        # The process's peak resident memory so far (Linux: KB), for the report; then DONE, its duration
+        write_atomically(folder / "peak_rss_gb", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.3f}\n".encode())
         write_atomically(folder / "DONE", f"{time.time() - start:.1f}\n".encode())  # its duration, for the estimates
         report.write_metrics(self.out, self.format, self.config["iterations"])  # metrics.json, so far
         done = self.plan.index(name) + 1

@@ -109,12 +109,19 @@ def preconditions(out: Path, fmt: Format) -> dict:
     return result
 
 
+def peak_memory_gb(out: Path) -> float | None:
+    """The largest peak resident memory (GB) any finished stage's process had reached (its peak_rss file)."""
+    peaks = [float(p.read_text()) for p in out.glob("*/peak_rss_gb") if (p.parent / "DONE").is_file()]
+    return max(peaks, default=None)
+
+
 def write_metrics(out: Path, fmt: Format, K: int):
     """metrics.json: accuracies of every finished stage, each iteration's numbers, the preconditions, and the
     seconds of the stages outside the iterations."""
     metrics = {"accuracy": collect(out), "iterations": iterations(out, K), "preconditions": preconditions(out, fmt),
                "seconds": {stage: seconds(out, stage) for stage in ("data", "base", "sft-0", "control")
-                           if finished(out, stage)}}
+                           if finished(out, stage)},
+               "peak_memory_gb": peak_memory_gb(out)}
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -175,7 +182,9 @@ def write(out: Path, method: str, iterations: int, fmt: Format, about: str = "")
     lines += iteration_lines(everything["iterations"]) + precondition_lines(everything["preconditions"])
     total = sum(everything["seconds"].values()) + sum(sum(row["seconds"].values())
                                                       for row in everything["iterations"].values())
-    lines += [f"Stage times (metrics.json has each): {total / 60:.1f} min in all.", ""]
+    peak = everything["peak_memory_gb"]
+    lines += [f"Stage times (metrics.json has each): {total / 60:.1f} min in all"
+              + (f"; peak memory {peak:.2f} GB." if peak is not None else "."), ""]
     write_text(out / "report.md", "\n".join(lines))
     title = f"{name}: greedy accuracy per iteration"
     write_text(out / "accuracy.svg", svg_plot(metrics, iterations, splits[:-1], title))
