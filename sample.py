@@ -226,15 +226,12 @@ def evaluate_rows(model, tok, rows, sampling: SamplingConfig, seed=0) -> list[di
             prediction = extract_answer(completion)
             records.append({"id": row["id"], "question": row["question"], "sample": k, "completion": completion,
                             "prediction": prediction, "gold": row["gold"],
-                            "correct": is_correct(prediction, row["gold"]), "_job": [i, k]})
-        batches.append(records)
-    if world > 1:  # every process's batches
-        batches = [b for shard in gather_json(batches) for b in shard]
-    records = [record for records in batches for record in records]
-    records.sort(key=lambda record: record["_job"])  # back in the questions' order
-    for record in records:
-        del record["_job"]
-    return records
+                            "correct": is_correct(prediction, row["gold"])})
+        batches.append([start, records])
+    if world > 1:  # every process's batches, back in their order
+        batches = sorted((b for shard in gather_json(batches) for b in shard), key=lambda b: b[0])
+    by_job = dict(zip(jobs, (record for _, records in batches for record in records)))
+    return [by_job[i, k] for i in range(len(rows)) for k in range(sampling.num_samples)]  # the questions' order
 
 
 def summarize(records, num_samples) -> dict:
