@@ -2,7 +2,7 @@
 
     python scripts/sft_epochs.py --config configs/tiny-llama.json --epochs 3 6 9 12
 
-Each epoch count trains from the base model on the labeled split (the preset's sft settings, seed 1),
+Each epoch count trains from the base model on the labeled split (the preset's sft settings, shuffle --seed, default 1),
 then evaluates greedy accuracy (calculator on) on dev: decide on dev, never on test. Where the curve
 flattens, SFT is saturated, and a step-matched control will not gain by training longer.
 """
@@ -26,6 +26,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="configs/tiny-llama.json", help="a preset with a world source and a checkpoint")
     ap.add_argument("--epochs", type=float, nargs="+", required=True, help="epoch counts to try")
+    ap.add_argument("--seed", type=int, default=1, help="the order of the examples (TrainConfig.seed)")
+    ap.add_argument("--average-last", type=float, default=None,
+                    help="override sft.average_last: average the weights over this last fraction of the steps")
     args = ap.parse_args()
     config = load_config(args.config)
     check_config(config, args.config)
@@ -38,7 +41,8 @@ def main():
     print("| epochs | dev | train s |\n|---|---|---|")
     for epochs in args.epochs:
         model, tok = load_pretrained(config["model"]["checkpoint"])
-        cfg = replace(TrainConfig(**config["sft"]), epochs=epochs, steps=0, seed=1)
+        overrides = {} if args.average_last is None else {"average_last": args.average_last}
+        cfg = replace(TrainConfig(**config["sft"]), epochs=epochs, steps=0, seed=args.seed, **overrides)
         start = time.time()
         model = train_sft(model, tok, encode_rows(tok, fmt, splits["labeled"], "labeled"), cfg)
         seconds = time.time() - start
