@@ -37,8 +37,6 @@ class TrainConfig:
     micro_batch_size: int = setting(16, "examples per forward pass (batch_size / micro_batch_size = accumulation)",
                                     at_least=1)
     seed: int = setting(0, "order of the examples")
-    average_last: float = setting(0.0, "return the mean of the weights over this last fraction of the steps "
-                                  "(a uniform tail average); 0 = the last step's weights", at_least=0, below=1)
 
     def __post_init__(self):
         check_settings(self)
@@ -105,10 +103,6 @@ def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, 
     # so a crash never leaves a train_log.jsonl that looks like a finished run's.
     log = open(f"{log_path}.part", "w") if log_path and rank == 0 else None
     n_tokens = [example.n_tokens for example in examples]
-    # Tail averaging: the mean of the weights after each of the last `average_last` of the steps. One SFT
-    # end point of a small model is a noisy draw; the mean over its last steps is a steadier one.
-    average_from = steps - math.floor(cfg.average_last * steps) if cfg.average_last else None
-    averaged, n_averaged = None, 0
     bar = tqdm(global_batches(len(examples), cfg, steps), total=steps, desc=desc, disable=rank != 0)
     for step, batch in enumerate(bar):
         mine = batch[rank::world]  # this process's share of the global batch
@@ -134,14 +128,6 @@ def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, 
             group["lr"] = lr_at(step, steps, cfg)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if average_from is not None and step >= average_from:
-            with torch.no_grad():  # running mean: avg += (w - avg) / n
-                n_averaged += 1
-                if averaged is None:
-                    averaged = [p.detach().clone() for p in core.parameters()]
-                else:
-                    for a, p in zip(averaged, core.parameters()):
-                        a.lerp_(p, 1 / n_averaged)
         metrics |= {"step": step + 1, "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm}
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         if log:
@@ -149,11 +135,6 @@ def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, 
     if log:
         log.close()
         os.replace(f"{log_path}.part", log_path)
-    if averaged is not None:
-        with torch.no_grad():
-            for a, p in zip(averaged, core.parameters()):
-                p.copy_(a)
-        del averaged
     del optimizer  # its state is the largest part: free it before FSDP gathers the whole model
     # FSDP: gather the shards into a whole model (every process samples with it; rank 0 saves it)
     return unwrapped(core, lambda: build_model(config), device).eval()

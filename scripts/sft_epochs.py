@@ -27,8 +27,6 @@ def main():
     ap.add_argument("--config", default="configs/tiny-llama.json", help="a preset with a world source and a checkpoint")
     ap.add_argument("--epochs", type=float, nargs="+", required=True, help="epoch counts to try")
     ap.add_argument("--seed", type=int, default=1, help="the order of the examples (TrainConfig.seed)")
-    ap.add_argument("--average-last", type=float, default=None,
-                    help="override sft.average_last: average the weights over this last fraction of the steps")
     args = ap.parse_args()
     config = load_config(args.config)
     check_config(config, args.config)
@@ -41,8 +39,7 @@ def main():
     print("| epochs | dev | train s |\n|---|---|---|")
     for epochs in args.epochs:
         model, tok = load_pretrained(config["model"]["checkpoint"])
-        overrides = {} if args.average_last is None else {"average_last": args.average_last}
-        cfg = replace(TrainConfig(**config["sft"]), epochs=epochs, steps=0, seed=args.seed, **overrides)
+        cfg = replace(TrainConfig(**config["sft"]), epochs=epochs, steps=0, seed=args.seed)
         start = time.time()
         model = train_sft(model, tok, encode_rows(tok, fmt, splits["labeled"], "labeled"), cfg)
         seconds = time.time() - start

@@ -90,28 +90,6 @@ def test_sft_lowers_the_loss_and_accumulation_equals_one_big_batch(tmp_path):
         assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_tail_average_is_the_mean_of_the_last_steps_weights():
-    """average_last=0.5 of 4 steps returns the mean of the weights after steps 3 and 4."""
-    from train_sft import sft_loss
-    from trainer import train_loop
-    seen = []  # the weights each step's loss sees: those left by the step before
-
-    def recording_loss(model, part, batch):
-        if not seen or seen[-1][0] is not batch:
-            seen.append((batch, [p.detach().clone() for p in model.parameters()]))
-        return sft_loss(model, part, batch, pad_id=0)
-
-    examples = make_examples()
-    cfg = TrainConfig(lr=1e-2, steps=4, batch_size=8, micro_batch_size=8, warmup_ratio=0.0)
-    last = train_sft(init_from_config(LLAMA, seed=0), Tok(), examples, cfg)
-    cfg.average_last = 0.5
-    averaged = train_loop(init_from_config(LLAMA, seed=0), examples, cfg, recording_loss, "sft")
-    after_step_3 = seen[3][1]
-    for a, w3, w4 in zip(averaged.parameters(), after_step_3, last.parameters()):
-        assert torch.allclose(a, (w3 + w4) / 2, atol=1e-6)
-    assert any(not torch.allclose(a, w4) for a, w4 in zip(averaged.parameters(), last.parameters()))
-
-
 def test_two_process_gloo_run_equals_one_process(tmp_path):
     from test_calculator_decoding import tiny_sentencepiece
     tok = tiny_sentencepiece(tmp_path)
