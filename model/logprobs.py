@@ -32,11 +32,10 @@ def answer_logprobs(model, prompts: list[list[int]], answers: list[list[int]], p
         logits = model(enc_ids, attention_mask=enc_mask, decoder_input_ids=torch.cat([start, labels[:, :-1]], 1))
     else:
         ids, full_mask = _right_pad([p + a for p, a in zip(prompts, answers)], pad_id, device)
-        logits = model(ids, attention_mask=full_mask)
         # Row i's answer starts at len(prompt_i); its tokens are predicted from one position earlier.
         positions = torch.tensor([len(p) - 1 for p in prompts], device=device)[:, None] + torch.arange(
             labels.shape[1], device=device)[None]
-        positions = positions.clamp(max=logits.shape[1] - 1)
-        logits = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
+        positions = positions.clamp(max=ids.shape[1] - 1)        # (B, longest answer); padding's are masked
+        logits = model(ids, attention_mask=full_mask, logits_at=positions)  # (B, longest answer, V)
     logps = -F.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none")
     return logps * mask, mask

@@ -87,6 +87,18 @@ def test_llama_logits_match_transformers(tmp_path, variant):
     assert rel_err(alone[0], got[2, -3:]) <= MAX_REL_ERR
 
 
+def test_llama_logits_at_chosen_positions_match_transformers(tmp_path):
+    hf = hf_llama(num_attention_heads=4, num_key_value_heads=2)
+    ours, _ = loaded(tmp_path, hf, "llama")
+    ids, mask = left_padded_batch()
+    at = torch.tensor([[10, 4, 7], [8, 9, 10], [10, 10, 9]])  # (B, A), any order, repeats allowed
+    with torch.no_grad():
+        got = ours(ids, attention_mask=mask, logits_at=at)
+    want = hf_llama_logits(hf, ids, mask).gather(1, at[..., None].expand(-1, -1, LLAMA_VOCAB))
+    assert got.shape == (3, 3, LLAMA_VOCAB)
+    assert rel_err(got, want) <= MAX_REL_ERR
+
+
 def test_llama_tied_head_is_shared_and_untied_is_not(tmp_path):
     for tie in (True, False):
         ours, _ = loaded(tmp_path / str(tie), hf_llama(tie_word_embeddings=tie), "llama")

@@ -97,6 +97,22 @@ def test_cached_decoding_equals_full_forward(tmp_path, family):
             assert rel_err(cached[t], full) <= 1e-4, t
 
 
+@pytest.mark.parametrize("heads, kv_heads", [(4, 4), (4, 2), (4, 1)])
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_decode_attention_equals_scaled_dot_product_attention(heads, kv_heads, dtype, tolerance):
+    from model.llama import attend_one_query
+    g = torch.Generator().manual_seed(0)
+    B, S, D = 5, 11, 16
+    q, k, v = (torch.randn(B, h, n, D, generator=g).to(dtype) for h, n in ((heads, 1), (kv_heads, S), (kv_heads, S)))
+    mask = torch.rand(B, 1, 1, S, generator=g) > 0.3
+    mask[..., -1] = True  # a decode step always sees its own key
+    want = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
+                                                            enable_gqa=heads != kv_heads)
+    got = attend_one_query(q, k, v, mask)
+    assert got.dtype == dtype and got.shape == (B, heads, 1, D)
+    assert rel_err(got.float(), want) <= tolerance
+
+
 def test_batch_compaction_gives_each_row_what_it_gets_alone(tmp_path):
     ours = loaded(tmp_path, hf_llama(num_attention_heads=4, num_key_value_heads=2), "llama")[0]
     prompts = ragged_prompts(96, lengths=(9, 4, 1, 6, 3, 8, 2, 5))
