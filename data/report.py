@@ -69,7 +69,7 @@ def preconditions(out: Path, fmt: Format) -> dict:
                       pairs' samples in DPO-ST, the pseudo-label samples in ST);
       paths           among iteration 1's pseudo-label samples (the ones that become pseudo-labels):
                       distinct valid calculation paths per solved question, and the share of correct,
-                      valid samples whose path is not the gold rationale's (new information);
+                      valid samples of labeled questions whose path is not the gold rationale's (new information);
       fig6            the paper's Fig. 6: pass@1 of the DPO model and of the SFT model on the same
                       pseudo-labelled questions (DPO-ST only)."""
     result, metrics = {}, collect(out)
@@ -93,8 +93,10 @@ def preconditions(out: Path, fmt: Format) -> dict:
             paths = [calculation_path(s["completion"], fmt) for s in good]
             if good:
                 paths_per_solved.append(len(set(paths)))
-            valid += len(good)
-            new += sum(path != gold.get(s["id"]) for s, path in zip(good, paths))
+            # Only a labeled question has a gold path to differ from (an unlabeled one has a final answer).
+            with_gold = [(s, path) for s, path in zip(good, paths) if s["id"] in gold]
+            valid += len(with_gold)
+            new += sum(path != gold[s["id"]] for s, path in with_gold)
         result["paths"] = {"distinct_valid_per_solved_question": round(sum(paths_per_solved) / max(1, len(paths_per_solved)), 3),
                            "new_path_share_of_valid_samples": round(new / max(1, valid), 3),
                            "solved_questions": len(paths_per_solved)}

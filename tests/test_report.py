@@ -1,5 +1,5 @@
 """The accuracy plot: a title, labelled axes, a legend entry per split and for the control, labels that
-never overlap, readable from 0 to 5 iterations (parsed as SVG, not eyeballed)."""
+never overlap, readable from 0 to 5 iterations (parsed as SVG, not eyeballed); the paths precondition."""
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -36,3 +36,22 @@ def test_plot_has_title_axes_legend_and_no_overlapping_labels(iterations):
     assert len(root.findall("svg:circle", NS)) == len(SPLITS) * (iterations + 1)
     dashed = [line for line in root.findall("svg:line", NS) if line.get("stroke-dasharray")]
     assert len(dashed) == (len(SPLITS) if iterations else 0) + 1  # + the legend's sample
+
+
+def test_new_path_share_counts_only_questions_with_a_gold_rationale(tmp_path):
+    """Unlabeled questions (final answers only) have no gold path, so they must not count as 'another path'."""
+    from data.formats import LLAMA
+    from data.jsonl import write_jsonl
+    from data.report import preconditions
+    question = "Ann has 3 boxes of 4 pens and 5 more pens. How many pens does she have?"
+    gold_path, other_path = "3*4=<<3*4=12>>12 pens in boxes. 12+5=<<12+5=17>>17", "4*3=<<4*3=12>>12 pens. 12+5=<<12+5=17>>17"
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "labeled.jsonl", [{"id": "a", "question": question, "answer": gold_path + "\n#### 17"}])
+    sample = lambda qid, text: {"id": qid, "question": question, "completion": text + "\n#### 17", "correct": True}  # noqa: E731
+    (tmp_path / "pseudo-1").mkdir()
+    write_jsonl(tmp_path / "pseudo-1" / "samples.jsonl", [sample("a", gold_path), sample("a", other_path),
+                                                          sample("u", other_path), sample("u", other_path)])
+    (tmp_path / "pseudo-1" / "DONE").write_text("1\n")
+    paths = preconditions(tmp_path, LLAMA)["paths"]
+    assert paths["new_path_share_of_valid_samples"] == 0.5  # of labeled "a"'s two samples; "u" has no gold
+    assert paths["distinct_valid_per_solved_question"] == 1.5 and paths["solved_questions"] == 2
