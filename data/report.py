@@ -75,7 +75,11 @@ def preconditions(out: Path, fmt: Format) -> dict:
     result, metrics = {}, collect(out)
     if "control" in metrics and "sft-0" in metrics:
         gap = metrics["control"]["dev"] - metrics["sft-0"]["dev"]
-        result["saturation"] = {"control_minus_sft_dev": round(gap, 2), "about_steps": gap >= 2}
+        # A preset with a fixed step budget (sft.steps) trains the control exactly as long as SFT:
+        # then the gap is one SFT's seed noise, and a gain of self-training is its data, not steps.
+        same_steps = (out / "control" / "steps").read_text() == (out / "sft-0" / "steps").read_text()
+        result["saturation"] = {"control_minus_sft_dev": round(gap, 2), "about_steps": gap >= 2 and not same_steps,
+                                "same_steps_as_sft": same_steps}
     # sft-0's own samples of the training questions: for pairs (DPO-ST), else for pseudo-labels (ST)
     sft_stage = "samples-1" if finished(out, "samples-1") else None if finished(out, "dpo-1") else "pseudo-1"
     if sft_stage and finished(out, sft_stage):
@@ -143,7 +147,9 @@ def precondition_lines(p: dict) -> list[str]:
     if "saturation" in p:
         s = p["saturation"]
         lines.append(f"- saturation: control minus SFT on dev = {s['control_minus_sft_dev']:+.1f} points"
-                     + (" -- 2 or more: SFT was not saturated, so a gain over SFT is partly more steps"
+                     + (" (the control trained as many steps as SFT: this is SFT's seed noise, and a gain over"
+                        " SFT is the pseudo-labels, not steps)" if s["same_steps_as_sft"] else
+                        " -- 2 or more: SFT was not saturated, so a gain over SFT is partly more steps"
                         if s["about_steps"] else " (under 2: SFT had saturated)"))
     if "sft_pass_at_n" in p:
         lines.append(f"- SFT pass@{p['sft_pass_at_n']['n']} on the training questions: {p['sft_pass_at_n']['percent']:.1f}%")
@@ -151,7 +157,7 @@ def precondition_lines(p: dict) -> list[str]:
         q = p["paths"]
         lines.append(f"- paths (iteration 1's pseudo-label samples): {q['distinct_valid_per_solved_question']:.2f} "
                      f"distinct valid paths per solved question; {100 * q['new_path_share_of_valid_samples']:.0f}% "
-                     "of valid correct samples take another path than the gold's")
+                     "of the labeled questions' valid correct samples take another path than the gold's")
     if "fig6" in p:
         f = p["fig6"]
         lines.append(f"- Fig. 6: pass@1 on the {f['questions']} pseudo-labelled questions, DPO model "

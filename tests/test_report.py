@@ -55,3 +55,19 @@ def test_new_path_share_counts_only_questions_with_a_gold_rationale(tmp_path):
     paths = preconditions(tmp_path, LLAMA)["paths"]
     assert paths["new_path_share_of_valid_samples"] == 0.5  # of labeled "a"'s two samples; "u" has no gold
     assert paths["distinct_valid_per_solved_question"] == 1.5 and paths["solved_questions"] == 2
+
+
+@pytest.mark.parametrize("control_steps, about_steps", [(600, False), (900, True)])
+def test_saturation_is_about_steps_only_when_the_control_trained_longer(tmp_path, control_steps, about_steps):
+    from data.formats import LLAMA
+    from data.report import precondition_lines, preconditions
+    for stage, steps, dev in (("sft-0", 600, 40.0), ("control", control_steps, 45.0)):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "eval.json").write_text(f'{{"dev": {dev}}}')
+        (tmp_path / stage / "steps").write_text(f"{steps}\n")
+        (tmp_path / stage / "DONE").write_text("1\n")
+    result = preconditions(tmp_path, LLAMA)
+    assert result["saturation"] == {"control_minus_sft_dev": 5.0, "about_steps": about_steps,
+                                    "same_steps_as_sft": not about_steps}
+    line = next(line for line in precondition_lines(result) if "saturation" in line)
+    assert ("seed noise" in line) == (not about_steps) and ("partly more steps" in line) == about_steps
