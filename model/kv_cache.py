@@ -39,4 +39,12 @@ class KVCache:
 
     def keep_rows(self, rows: torch.Tensor):
         """Drop finished rows from the batch so later steps spend no compute on them."""
-        self.k, self.v, self.mask = self.k[:, rows], self.v[:, rows], self.mask[rows]
+        self.k, self.v, self.mask = self._kept(self.k, rows), self._kept(self.v, rows), self.mask[rows]
+
+    def _kept(self, cache: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """cache's rows, in a new cache. Only the filled slots are copied (the others are written before
+        anything reads them), straight into place: the copy is memory-bound, and this halves its bytes."""
+        kept = cache.new_empty((cache.shape[0], len(rows), *cache.shape[2:]))  # (layers, rows kept, H, slots, D)
+        filled = slice(0, self.length)
+        torch.index_select(cache[:, :, :, filled], 1, rows, out=kept[:, :, :, filled])
+        return kept

@@ -113,6 +113,22 @@ def test_decode_attention_equals_scaled_dot_product_attention(heads, kv_heads, d
     assert rel_err(got.float(), want) <= tolerance
 
 
+def test_cache_keeps_the_chosen_rows_filled_slots():
+    from model.kv_cache import KVCache
+    cache = KVCache(n_layers=2, batch=4, n_heads=3, max_len=9, head_dim=5, device="cpu", dtype=torch.float32)
+    mask = torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 1, 1]])
+    cache.reserve(mask)
+    for layer in range(2):
+        cache.update(layer, torch.randn(4, 3, 5, 5), torch.randn(4, 3, 5, 5))
+    cache.advance(5)
+    k, v = cache.k[:, :, :, :5].clone(), cache.v[:, :, :, :5].clone()
+    rows = torch.tensor([2, 0])
+    cache.keep_rows(rows)
+    assert cache.k.shape == (2, 2, 3, 9, 5) and cache.length == 5
+    assert torch.equal(cache.k[:, :, :, :5], k[:, rows]) and torch.equal(cache.v[:, :, :, :5], v[:, rows])
+    assert torch.equal(cache.mask[:, :5], mask[rows].bool())
+
+
 def test_batch_compaction_gives_each_row_what_it_gets_alone(tmp_path):
     ours = loaded(tmp_path, hf_llama(num_attention_heads=4, num_key_value_heads=2), "llama")[0]
     prompts = ragged_prompts(96, lengths=(9, 4, 1, 6, 3, 8, 2, 5))
