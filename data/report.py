@@ -146,11 +146,14 @@ def precondition_lines(p: dict) -> list[str]:
     lines = ["## Preconditions (what the paper's setting has; docs/results-world.md explains them)", ""]
     if "saturation" in p:
         s = p["saturation"]
-        lines.append(f"- saturation: control minus SFT on dev = {s['control_minus_sft_dev']:+.1f} points"
-                     + (" (the control trained as many steps as SFT: this is SFT's seed noise, and a gain over"
-                        " SFT is the pseudo-labels, not steps)" if s["same_steps_as_sft"] else
-                        " -- 2 or more: SFT was not saturated, so a gain over SFT is partly more steps"
-                        if s["about_steps"] else " (under 2: SFT had saturated)"))
+        if s["same_steps_as_sft"]:
+            reading = (" (the control trained as many steps as SFT: this is SFT's seed noise, and a gain over"
+                       " SFT is the pseudo-labels, not steps)")
+        elif s["about_steps"]:
+            reading = " -- 2 or more: SFT was not saturated, so a gain over SFT is partly more steps"
+        else:
+            reading = " (under 2: SFT had saturated)"
+        lines.append(f"- saturation: control minus SFT on dev = {s['control_minus_sft_dev']:+.1f} points" + reading)
     if "sft_pass_at_n" in p:
         lines.append(f"- SFT pass@{p['sft_pass_at_n']['n']} on the training questions: {p['sft_pass_at_n']['percent']:.1f}%")
     if "paths" in p:

@@ -65,7 +65,7 @@ def attend_one_query(q, k, v, mask):
     B, H, _, D = q.shape
     q = q.view(B, k.shape[1], H // k.shape[1], D)                   # (B, Hkv, G, D): a group shares one k/v head
     scores = (q @ k.transpose(-1, -2)) * D ** -0.5                 # (B, Hkv, G, S)
-    scores = scores.float().masked_fill(~mask, float("-inf"))
+    scores = torch.where(mask, scores.float(), float("-inf"))      # one op: no inverted mask per layer
     return (scores.softmax(-1).to(v.dtype) @ v).view(B, H, 1, D)   # (B, H, 1, D)
 
 

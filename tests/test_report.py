@@ -1,5 +1,6 @@
 """The accuracy plot: a title, labelled axes, a legend entry per split and for the control, labels that
-never overlap, readable from 0 to 5 iterations (parsed as SVG, not eyeballed); the paths precondition."""
+never overlap, readable from 0 to 5 iterations (parsed as SVG, not eyeballed); the paths and
+saturation preconditions."""
 import xml.etree.ElementTree as ET
 
 import pytest
