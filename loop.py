@@ -81,25 +81,27 @@ class Run:
         write_atomically(folder / "DONE", f"{time.time() - start:.1f}\n".encode())  # its duration, for the estimates
         report.write_metrics(self.out, self.format, self.config["iterations"])  # metrics.json, so far
         done = self.plan.index(name) + 1
-        left = self.minutes_left(self.plan[done:])
-        print(f"[{done}/{len(self.plan)}] {name} done in {time.time() - start:.0f}s; "
-              + (f"about {left:.0f} min left" if left is not None else "time left: estimated after sft-0"),
-              flush=True)
+        left, all_seen = self.minutes_left(self.plan[done:])
+        guess = ("time left: estimated after sft-0" if left is None
+                 else f"{'about' if all_seen else 'at least'} {left:.0f} min left")
+        print(f"[{done}/{len(self.plan)}] {name} done in {time.time() - start:.0f}s; {guess}", flush=True)
         return folder
 
-    def minutes_left(self, remaining: list[str]) -> float | None:
-        """Each remaining stage is guessed to take as long as the last finished stage of its kind, and a
-        kind not seen yet as long as the mean of those seen. `data` and `base` run once, so they say
-        nothing about the rest (a copy-pretrained base takes longer than any later stage)."""
+    def minutes_left(self, remaining: list[str]) -> tuple[float | None, bool]:
+        """(minutes, whether every remaining stage's kind has run once). Each remaining stage is guessed
+        to take as long as the last finished stage of its kind; a kind not seen yet counts nothing, so
+        until each has run the figure is a lower bound (guessing them by the mean of the others said
+        "175 min" for a 60-min run: SFT is long, sampling and DPO short). `data` and `base` run once,
+        so they say nothing about the rest (a copy-pretrained base takes longer than any later stage)."""
         if not remaining:
-            return 0.0
+            return 0.0, True
         kind = lambda name: "sft" if name == "control" else name.split("-")[0]  # noqa: E731
         took = {kind(n): report.seconds(self.out, n) for n in self.plan
                 if n not in ("data", "base") and report.finished(self.out, n)}
         if not took:
-            return None
-        typical = sum(took.values()) / len(took)
-        return sum(took.get(kind(n), typical) for n in remaining) / 60
+            return None, False
+        minutes = sum(took.get(kind(n), 0.0) for n in remaining) / 60
+        return minutes, all(kind(n) in took for n in remaining)
 
     def seed(self, name) -> int:
         return self.config["seed"] * 1_000_003 + zlib.crc32(name.encode()) % 1_000_003

@@ -163,7 +163,7 @@ def test_every_preset_loads_without_unknown_keys(preset):
     assert config["iterations"] >= 1 and config["sft"]["lr"] > 0
 
 
-def test_time_left_ignores_the_one_off_stages_and_guesses_unseen_kinds_by_the_mean(tmp_path):
+def test_time_left_ignores_the_one_off_stages_and_is_a_lower_bound_until_each_kind_has_run(tmp_path):
     sys.path.insert(0, str(ROOT))
     from loop import Run, load_config
 
@@ -176,12 +176,15 @@ def test_time_left_ignores_the_one_off_stages_and_guesses_unseen_kinds_by_the_me
 
     finished("data", 1.0)
     finished("base", 600.0)  # a long copy pretraining must not inflate the guess for every later stage
-    assert run.minutes_left(plan[2:]) is None
+    assert run.minutes_left(plan[2:]) == (None, False)
     finished("sft-0", 120.0)
     finished("samples-1", 60.0)
-    # sft-1 and control take as long as sft-0; pairs-1 and dpo-1 (unseen) the mean of sft and samples, 90 s.
-    assert run.minutes_left(plan[4:]) == pytest.approx((90 + 90 + 120 + 120) / 60)
-    assert run.minutes_left([]) == 0.0
+    # sft-1 and control take as long as sft-0; pairs-1 and dpo-1 (unseen) count nothing: a lower bound.
+    assert run.minutes_left(plan[4:]) == (pytest.approx((120 + 120) / 60), False)
+    finished("pairs-1", 3.0)
+    finished("dpo-1", 30.0)
+    assert run.minutes_left(plan[6:]) == (pytest.approx(4.0), True)
+    assert run.minutes_left([]) == (0.0, True)
 
 
 def test_a_preset_that_extends_another_holds_only_its_changes(tmp_path):
