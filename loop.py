@@ -20,6 +20,8 @@ redoes an unfinished one from scratch. Every stage is seeded from (seed, stage n
 killed at any moment and rerun ends with the same numbers as an unbroken one.
 """
 import json
+import os
+import platform
 import resource
 import shutil
 import time
@@ -42,6 +44,30 @@ from sample import SamplingConfig, evaluate_rows
 from train_sft import encode_rows, train_sft
 from flags import Parser
 from trainer import TrainConfig, total_steps
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds every process of this machine has used since boot (Linux's /proc/stat; else None)."""
+    try:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+            int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_description(device) -> str:
+    """The CPU (its vector unit, which sets the fp32 and bf16 speed), cores, threads, device and torch."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    threads = torch.get_num_threads()
+    return (f"{cpu} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores, "
+            f"{threads} torch thread{'s' * (threads != 1)}, {where}, torch {torch.__version__}")
+
 
 class Run:
     def __init__(self, out: Path, config: dict, method: str, plan: list[str]):
@@ -69,13 +95,20 @@ class Run:
             shutil.rmtree(folder, ignore_errors=True)  # an unfinished attempt: start it again from scratch
             folder.mkdir(parents=True)
         barrier()
-        start = time.time()
+        start, own_cpu, all_cpu = time.time(), time.process_time(), busy_cpu_seconds()
         torch.manual_seed(self.seed(name))
         if self.writes or not rank_0_only:
             work(folder)
         barrier()  # every process's share is done (and rank 0's files are written)
         if not self.writes:
             return folder
+        # How it ran, for the report: the machine, and the cores other processes kept busy meanwhile
+        # (the machine's CPU time less this process's, over the wall time; under torchrun the other ranks').
+        wall, now = time.time() - start, busy_cpu_seconds()
+        beside = None if now is None or all_cpu is None or wall <= 0 else max(
+            0.0, (now - all_cpu - (time.process_time() - own_cpu)) / wall)
+        write_atomically(folder / "how_it_ran.json", json.dumps(
+            {"machine": machine_description(self.device), "cores_busy_beside": beside}).encode())
         # The process's peak resident memory so far (Linux: KB), for the report; then DONE, its duration
         write_atomically(folder / "peak_rss_gb", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.3f}\n".encode())
         write_atomically(folder / "DONE", f"{time.time() - start:.1f}\n".encode())  # its duration, for the estimates

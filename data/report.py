@@ -121,13 +121,25 @@ def peak_memory_gb(out: Path) -> float | None:
     return max(peaks, default=None)
 
 
+def how_it_ran(out: Path) -> dict:
+    """The machines the finished stages ran on (a resumed run may have moved) and the cores other
+    processes kept busy beside them: the mean over the stages, weighted by their seconds, and the most."""
+    stages = [(json.loads(p.read_text()), seconds(out, p.parent.name)) for p in out.glob("*/how_it_ran.json")
+              if (p.parent / "DONE").is_file()]
+    beside = [(r["cores_busy_beside"], s) for r, s in stages if r["cores_busy_beside"] is not None]
+    total = sum(s for _, s in beside)
+    return {"machines": sorted({r["machine"] for r, _ in stages}),
+            "cores_busy_beside_mean": sum(b * s for b, s in beside) / total if total > 0 else None,
+            "cores_busy_beside_most": max((b for b, _ in beside), default=None)}
+
+
 def write_metrics(out: Path, fmt: Format, K: int):
     """metrics.json: accuracies of every finished stage, each iteration's numbers, the preconditions, and the
     seconds of the stages outside the iterations."""
     metrics = {"accuracy": collect(out), "iterations": iterations(out, K), "preconditions": preconditions(out, fmt),
                "seconds": {stage: seconds(out, stage) for stage in ("data", "base", "sft-0", "control")
                            if finished(out, stage)},
-               "peak_memory_gb": peak_memory_gb(out)}
+               "peak_memory_gb": peak_memory_gb(out), "how_it_ran": how_it_ran(out)}
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -196,6 +208,12 @@ def write(out: Path, method: str, iterations: int, fmt: Format, about: str = "")
     peak = everything["peak_memory_gb"]
     lines += [f"Stage times (metrics.json has each): {total / 60:.1f} min in all"
               + (f"; peak memory {peak:.2f} GB." if peak is not None else "."), ""]
+    ran = everything["how_it_ran"]
+    if ran["machines"]:
+        lines += ["How it ran: " + "; ".join(ran["machines"]) + "." + (
+            f" Other processes kept {ran['cores_busy_beside_mean']:.1f} cores busy beside it on average"
+            f" ({ran['cores_busy_beside_most']:.1f} in its busiest stage)."
+            if ran["cores_busy_beside_mean"] is not None else ""), ""]
     write_text(out / "report.md", "\n".join(lines))
     title = f"{name}: greedy accuracy per iteration"
     write_text(out / "accuracy.svg", svg_plot(metrics, iterations, splits[:-1], title))

@@ -1,5 +1,6 @@
 """loop.py end to end on a minimal config: both methods, both families, resume after SIGKILL, bad config."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -61,6 +62,10 @@ def test_smoke_run_writes_every_stage_and_the_report(tmp_path, family, method):
     assert counts["seconds"]["sft"] == float((out / "sft-1" / "DONE").read_text())
     report = (out / "report.md").read_text()
     assert "| SFT |" in report and "step-matched control" in report
+    # How it ran: one machine line (this one, its threads), and every finished stage's record of it.
+    assert all((out / s / "how_it_ran.json").is_file() for s in stages)
+    machine = everything["how_it_ran"]["machines"]
+    assert len(machine) == 1 and f"{torch.get_num_threads()} torch thread" in machine[0] and f"How it ran: {machine[0]}." in report
     assert (out / "accuracy.svg").read_text().startswith("<svg")
     # The control trains for exactly as many optimizer steps as the last self-training SFT.
     assert (out / "control" / "steps").read_text() == (out / "sft-1" / "steps").read_text()
@@ -89,10 +94,12 @@ def kill_when(process, ready, timeout=120):
 
 
 def without_seconds(metrics):
-    """metrics.json without the stage times and peak memory, which differ between any two runs."""
+    """metrics.json without the stage times, peak memory and load beside it, which differ between any two runs."""
     assert metrics["seconds"] and all(row["seconds"] for row in metrics["iterations"].values())
     assert 0.05 < metrics["peak_memory_gb"] < 4  # a tiny run's process, in GB (not KB or bytes)
-    return {**{k: v for k, v in metrics.items() if k not in ("seconds", "peak_memory_gb")},
+    beside = metrics["how_it_ran"]["cores_busy_beside_mean"]
+    assert beside is None or 0 <= beside <= os.cpu_count()
+    return {**{k: v for k, v in metrics.items() if k not in ("seconds", "peak_memory_gb", "how_it_ran")},
             "iterations": {k: {key: value for key, value in row.items() if key != "seconds"}
                            for k, row in metrics["iterations"].items()}}
 

@@ -72,3 +72,26 @@ def test_saturation_is_about_steps_only_when_the_control_trained_longer(tmp_path
                                     "same_steps_as_sft": not about_steps}
     line = next(line for line in precondition_lines(result) if "saturation" in line)
     assert ("seed noise" in line) == (not about_steps) and ("partly more steps" in line) == about_steps
+
+
+def test_how_it_ran_weights_the_load_beside_by_each_stage_time_and_skips_unfinished_stages(tmp_path):
+    import json
+    from data.report import how_it_ran
+    for stage, seconds, beside, done in (("sft-0", 300, 1.0, True), ("pseudo-1", 100, 0.0, True),
+                                         ("sft-1", 50, 2.0, False)):  # sft-1 was killed half-way
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "how_it_ran.json").write_text(json.dumps({"machine": f"M{done}", "cores_busy_beside": beside}))
+        if done:
+            (tmp_path / stage / "DONE").write_text(f"{seconds}\n")
+    assert how_it_ran(tmp_path) == {"machines": ["MTrue"], "cores_busy_beside_mean": 0.75,
+                                    "cores_busy_beside_most": 1.0}
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="/proc/stat is Linux's")
+def test_the_machine_s_busy_cpu_seconds_count_a_busy_loop():
+    import time
+    from loop import busy_cpu_seconds
+    before, own = busy_cpu_seconds(), time.process_time()
+    while time.process_time() - own < 0.5:
+        pass
+    assert busy_cpu_seconds() - before >= 0.4  # the machine's count holds this process's 0.5 s at least
