@@ -8,7 +8,8 @@ with the same seeds, DPO-ST minus ST per seed (its spread is the point: seeds di
 With two or more such seeds, a 95% interval for that difference (Student's t).
 Then, per iteration, the mechanism the paper's Fig. 6 shows: the pass@1 of the samples taken for
 pseudo-labels (DPO-ST samples from its DPO model, ST from its SFT model) and the size of the pooled
-pseudo-label set that came out of them; and each run's preconditions (metrics.json).
+pseudo-label set that came out of them; each run's preconditions; and how each ran (its minutes, peak
+memory, machine and threads, and the cores other processes kept busy beside it; metrics.json).
 """
 import argparse
 import json
@@ -108,6 +109,24 @@ def precondition_table(runs):
     return "\n".join(lines + [""])
 
 
+def how_they_ran_table(runs):
+    lines = heading("how each run ran (metrics.json)", ["run", "minutes", "peak GB", "machine",
+                                                        "cores busy beside it (mean, most)"])
+    for run in runs:
+        path = run["folder"] / "metrics.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+        minutes = (sum(m["seconds"].values()) + sum(sum(row["seconds"].values()) for row in m["iterations"].values())) / 60
+        ran = m.get("how_it_ran", {})  # runs before the stages recorded it have none
+        beside = (f"{ran['cores_busy_beside_mean']:.1f}, {ran['cores_busy_beside_most']:.1f}"
+                  if ran.get("cores_busy_beside_mean") is not None else "–")
+        cells = [f"{minutes:.1f}", f"{m['peak_memory_gb']:.2f}" if m.get("peak_memory_gb") else "–",
+                 "; ".join(ran.get("machines", [])) or "–", beside]
+        lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
+
+
 def main():
     ap = argparse.ArgumentParser(description="Per-seed and mean accuracy tables over finished runs.")
     ap.add_argument("runs", nargs="+", help="run folders written by loop.py")
@@ -120,6 +139,7 @@ def main():
         print(table(runs, split))
     print(pseudo_label_table(runs))
     print(precondition_table(runs))
+    print(how_they_ran_table(runs))
 
 
 if __name__ == "__main__":

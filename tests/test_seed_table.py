@@ -25,6 +25,10 @@ def test_seed_table_means_and_differences(tmp_path):
     fake_run(tmp_path / "a", "dpo-st", 0, {"sft-0": 10.0, "sft-1": 20.0, "control": 12.0})
     fake_run(tmp_path / "b", "dpo-st", 1, {"sft-0": 14.0, "sft-1": 16.0, "control": 12.0})
     fake_run(tmp_path / "c", "st", 0, {"sft-0": 10.0, "sft-1": 15.0, "control": 11.0})
+    (tmp_path / "c" / "metrics.json").write_text(json.dumps(  # what loop.py wrote: 60 + 120 + 60 seconds
+        {"seconds": {"sft-0": 60.0, "control": 60.0}, "iterations": {"1": {"seconds": {"pseudo": 30.0, "sft": 90.0}}},
+         "peak_memory_gb": 1.234, "how_it_ran": {"machines": ["CPU X (AVX2), 2 cores, 1 torch thread"],
+                                                  "cores_busy_beside_mean": 0.96, "cores_busy_beside_most": 1.04}}))
     out = subprocess.run([sys.executable, "scripts/seed_table.py", str(tmp_path / "a"), str(tmp_path / "b"),
                           str(tmp_path / "c"), "--split", "test"], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
@@ -33,6 +37,7 @@ def test_seed_table_means_and_differences(tmp_path):
     assert "| **DPO-ST mean ± sd (2 seeds)** | 12.0 ± 2.8 | 18.0 ± 2.8 | 12.0 ± 0.0 |" in out
     assert "per seed [0]: +5.0 (mean +5.0)" in out  # only seed 0 ran both methods
     assert "| ST seed 0 | 37.5 / 2 |" in out  # pass@1 of the pseudo-label samples / pooled labels
+    assert "| ST seed 0 | 4.0 | 1.23 | CPU X (AVX2), 2 cores, 1 torch thread | 1.0, 1.0 |" in out  # how it ran
 
 
 def test_seed_table_refuses_an_unfinished_run(tmp_path):
