@@ -133,6 +133,11 @@ def how_it_ran(out: Path) -> dict:
             "cores_busy_beside_most": max((b for b, _ in beside), default=None)}
 
 
+def total_seconds(metrics: dict) -> float:
+    """Every finished stage's seconds in a metrics.json: the stages outside the iterations and in them."""
+    return sum(metrics["seconds"].values()) + sum(sum(row["seconds"].values()) for row in metrics["iterations"].values())
+
+
 def write_metrics(out: Path, fmt: Format, K: int):
     """metrics.json: accuracies of every finished stage, each iteration's numbers, the preconditions, and the
     seconds of the stages outside the iterations."""
@@ -203,8 +208,7 @@ def write(out: Path, method: str, iterations: int, fmt: Format, about: str = "")
               f"steps as the last {name} SFT: it separates self-training from training longer.", "",
               "![accuracy per iteration](accuracy.svg)", ""]
     lines += iteration_lines(everything["iterations"]) + precondition_lines(everything["preconditions"])
-    total = sum(everything["seconds"].values()) + sum(sum(row["seconds"].values())
-                                                      for row in everything["iterations"].values())
+    total = total_seconds(everything)
     peak = everything["peak_memory_gb"]
     lines += [f"Stage times (metrics.json has each): {total / 60:.1f} min in all"
               + (f"; peak memory {peak:.2f} GB." if peak is not None else "."), ""]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import read_jsonl  # noqa: E402
-from data.report import collect, percent_correct  # noqa: E402
+from data.report import collect, percent_correct, total_seconds  # noqa: E402
 
 NAMES = {"dpo-st": "DPO-ST", "st": "ST"}
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
@@ -117,7 +117,7 @@ def how_they_ran_table(runs):
         if not path.is_file():
             continue
         m = json.loads(path.read_text())
-        minutes = (sum(m["seconds"].values()) + sum(sum(row["seconds"].values()) for row in m["iterations"].values())) / 60
+        minutes = total_seconds(m) / 60
         ran = m.get("how_it_ran", {})  # runs before the stages recorded it have none
         beside = (f"{ran['cores_busy_beside_mean']:.1f}, {ran['cores_busy_beside_most']:.1f}"
                   if ran.get("cores_busy_beside_mean") is not None else "–")
