@@ -71,7 +71,7 @@ def barrier():
 
 def gather_json(value) -> list:
     """Every process's `value` (anything JSON can write), as a list in rank order, on every process.
-    JSON, not all_gather_object, which serializes with pickle (this project reads no pickles)."""
+    JSON, not all_gather_object, whose wire format is Python object serialization, which this project never reads."""
     if not dist.is_initialized():
         return [value]
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
