@@ -26,6 +26,7 @@ from data import Example, format_for
 from data.world import make_world, pretraining_corpus
 from flags import Parser, add_flags, from_flags
 from model import init_from_config, save_pretrained
+from model.checkpoint import replace_folder
 from model.tokenizer import train_sentencepiece
 from preset import load_config
 from train_sft import train_sft
@@ -96,14 +97,7 @@ def main():
               "sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(building.iterdir())
                          if p.name != "pretrain_log.jsonl"}}
     (building / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
-    if out.exists():  # the old base is moved aside first, so there is always a whole one in place
-        old = out.parent / f".{out.name}-old"
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        building.rename(out)
-        shutil.rmtree(old)
-    else:
-        building.rename(out)
+    replace_folder(building, out)
     print(f"{args.out}: {sum(p.numel() for p in model.parameters())} parameters, "
           f"{len(rows)} corpus rows, {minutes:.1f} min")
 

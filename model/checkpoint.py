@@ -171,16 +171,23 @@ def save_pretrained(model, tokenizer, path, max_shard_bytes: int = 2 * 2**30):
             tokenizer.save(tmp)
         for file in tmp.iterdir():  # safetensors writes private (0600) files: give them the user's umask
             file.chmod(file_mode())
-        if final.exists():
-            old = final.parent / f".{final.name}.old-{os.getpid()}"
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(final)
+        replace_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_folder(new: Path, final: Path):
+    """Rename the finished folder `new` to `final`. An old `final` is moved aside first and removed
+    last, so there is always one whole folder in place."""
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        new.rename(final)
+        shutil.rmtree(old)
+    else:
+        new.rename(final)
 
 
 def _write_shards(tensors: dict, folder: Path, max_shard_bytes: int):
