@@ -102,15 +102,15 @@ class Run:
         barrier()  # every process's share is done (and rank 0's files are written)
         if not self.writes:
             return folder
-        # How it ran, for the report: the machine, and the cores other processes kept busy meanwhile
-        # (the machine's CPU time less this process's, over the wall time; under torchrun the other ranks').
+        # How it ran, for the report: the machine, the cores other processes kept busy meanwhile (the
+        # machine's CPU time less this process's, over the wall time; under torchrun the other ranks'),
+        # and the process's peak resident memory so far (Linux: KB). Then DONE, the stage's duration.
         wall, now = time.time() - start, busy_cpu_seconds()
         beside = None if now is None or all_cpu is None or wall <= 0 else max(
             0.0, (now - all_cpu - (time.process_time() - own_cpu)) / wall)
+        peak_gb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
         write_atomically(folder / "how_it_ran.json", json.dumps(
-            {"machine": machine_description(self.device), "cores_busy_beside": beside}).encode())
-        # The process's peak resident memory so far (Linux: KB), for the report; then DONE, its duration
-        write_atomically(folder / "peak_rss_gb", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.3f}\n".encode())
+            {"machine": machine_description(self.device), "cores_busy_beside": beside, "peak_rss_gb": peak_gb}).encode())
         write_atomically(folder / "DONE", f"{time.time() - start:.1f}\n".encode())  # its duration, for the estimates
         report.write_metrics(self.out, self.format, self.config["iterations"])  # metrics.json, so far
         done = self.plan.index(name) + 1

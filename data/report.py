@@ -116,8 +116,8 @@ def preconditions(out: Path, fmt: Format) -> dict:
 
 
 def peak_memory_gb(out: Path) -> float | None:
-    """The largest peak resident memory (GB) any finished stage's process had reached (its peak_rss file)."""
-    peaks = [float(p.read_text()) for p in out.glob("*/peak_rss_gb") if (p.parent / "DONE").is_file()]
+    """The largest peak resident memory (GB) any finished stage's process had reached (its how_it_ran.json)."""
+    peaks = [json.loads(p.read_text())["peak_rss_gb"] for p in out.glob("*/how_it_ran.json") if (p.parent / "DONE").is_file()]
     return max(peaks, default=None)
 
 

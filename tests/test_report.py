@@ -76,15 +76,17 @@ def test_saturation_is_about_steps_only_when_the_control_trained_longer(tmp_path
 
 def test_how_it_ran_weights_the_load_beside_by_each_stage_time_and_skips_unfinished_stages(tmp_path):
     import json
-    from data.report import how_it_ran
-    for stage, seconds, beside, done in (("sft-0", 300, 1.0, True), ("pseudo-1", 100, 0.0, True),
-                                         ("sft-1", 50, 2.0, False)):  # sft-1 was killed half-way
+    from data.report import how_it_ran, peak_memory_gb
+    for stage, seconds, beside, peak, done in (("sft-0", 300, 1.0, 1.5, True), ("pseudo-1", 100, 0.0, 1.2, True),
+                                               ("sft-1", 50, 2.0, 3.0, False)):  # sft-1 was killed half-way
         (tmp_path / stage).mkdir()
-        (tmp_path / stage / "how_it_ran.json").write_text(json.dumps({"machine": f"M{done}", "cores_busy_beside": beside}))
+        (tmp_path / stage / "how_it_ran.json").write_text(json.dumps(
+            {"machine": f"M{done}", "cores_busy_beside": beside, "peak_rss_gb": peak}))
         if done:
             (tmp_path / stage / "DONE").write_text(f"{seconds}\n")
     assert how_it_ran(tmp_path) == {"machines": ["MTrue"], "cores_busy_beside_mean": 0.75,
                                     "cores_busy_beside_most": 1.0}
+    assert peak_memory_gb(tmp_path) == 1.5
 
 
 def test_the_machine_s_busy_cpu_seconds_count_a_busy_loop():
