@@ -117,8 +117,9 @@ def preconditions(out: Path, fmt: Format) -> dict:
 
 def peak_memory_gb(out: Path) -> float | None:
     """The largest peak resident memory (GB) any finished stage's process had reached (its how_it_ran.json)."""
-    peaks = [json.loads(p.read_text())["peak_rss_gb"] for p in out.glob("*/how_it_ran.json") if (p.parent / "DONE").is_file()]
-    return max(peaks, default=None)
+    records = [json.loads(p.read_text()) for p in out.glob("*/how_it_ran.json") if (p.parent / "DONE").is_file()]
+    # A stage finished by an older version, before a resume, recorded its peak elsewhere: it has none here.
+    return max((r["peak_rss_gb"] for r in records if "peak_rss_gb" in r), default=None)
 
 
 def how_it_ran(out: Path) -> dict:
