@@ -151,10 +151,11 @@ class Run:
 
 def prepare_data(run, folder):
     c = run.config["data"]
+    seed = run.config["seed"] if c["seed"] is None else c["seed"]
     if c["source"] == "world":
-        splits = make_world(run.config["seed"], c["sizes"])
+        splits = make_world(seed, c["sizes"])
     elif c["source"] == "synthetic":
-        splits = make_synthetic(run.config["seed"], c["sizes"])
+        splits = make_synthetic(seed, c["sizes"])
     else:  # the paper's setting: GSM8K train is labeled; its questions (with final answers) are the unlabeled pool
         train = load_dataset("gsm8k-train")
         splits = {"labeled": train, "unlabeled": [{**row, "answer": None} for row in train],

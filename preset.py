@@ -33,8 +33,10 @@ DEFAULTS = {
     "seed": 0, "iterations": 3, "device": "cpu", "dtype": "float32",
     # source: "world" (data/world.py: many solution paths per question, a pretraining corpus),
     # "synthetic" (data/synthetic.py: one path per question) or "gsm8k" (`make data`; ood: the OOD test
-    # sets). sizes: examples per split; a split not named keeps its source's DEFAULT_SIZES.
-    "data": {"source": "world", "sizes": {}, "ood": ["svamp", "asdiv", "multiarith"]},
+    # sets). sizes: examples per split; a split not named keeps its source's DEFAULT_SIZES. seed: the
+    # world's or synthetic data's seed; None draws it from the run's seed, a number keeps one dataset for
+    # every run seed (as the paper keeps GSM8K), so that seeds differ only in training.
+    "data": {"source": "world", "sizes": {}, "ood": ["svamp", "asdiv", "multiarith"], "seed": None},
     "model": {"checkpoint": None, "init": None, "tokenizer_vocab_size": 800,  # init: an HF config dict
               "copy_pretrain_steps": 0},
     "sft": asdict(TrainConfig()),
@@ -162,6 +164,8 @@ def check_config(config: dict, path):
     if uses_unlabeled and data["sizes"].get("unlabeled", default_sizes.get("unlabeled", 1)) < 1:
         refuse("data.sizes.unlabeled", data["sizes"].get("unlabeled", default_sizes.get("unlabeled")),
                f"a whole number >= 1, as {uses_unlabeled[0]}.questions samples the unlabeled questions")
+    if data["seed"] is not None and (not isinstance(data["seed"], int) or isinstance(data["seed"], bool)):
+        refuse("data.seed", data["seed"], "a whole number, or null for the run's seed")
     for name in data["ood"]:
         if name not in OOD_SETS:
             refuse("data.ood", name, " or ".join(OOD_SETS))

@@ -209,6 +209,7 @@ CONFIG_CASES = [  # (what the preset says, what the error line must name)
     ({"data": {"sizes": {"labeled": 0}}}, ["data.sizes.labeled", ">= 1"]),
     ({"data": {"sizes": {"train": 10}}}, ["data.sizes", "'train'", "labeled"]),
     ({"data": {"ood": ["svamp2"]}}, ["data.ood", "svamp2"]),
+    ({"data": {"seed": 1.5}}, ["data.seed", "1.5", "whole number"]),
     ({"model": {"checkpoint": "no/such/folder"}}, ["model.checkpoint", "no/such/folder"]),
     ({"model": {"tokenizer_vocab_size": 0}}, ["model.tokenizer_vocab_size"]),
     ({"model": {"checkpoint": 5}}, ["model.checkpoint", "5"]),

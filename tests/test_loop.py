@@ -224,3 +224,19 @@ def test_a_run_resumes_only_with_the_same_settings(tmp_path):
     changed = loop(config_file(tmp_path, sft={**SMOKE["sft"], "lr": 1e-3}), out, method="st")
     _, stderr = changed.communicate(timeout=120)
     assert changed.returncode != 0 and "holds a run with another config or method" in stderr
+
+
+def test_a_fixed_data_seed_keeps_one_world_for_every_run_seed(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from loop import Run, load_config, prepare_data
+
+    def world(run_seed, data_seed):
+        config = load_config(ROOT / "configs" / "smoke.json")
+        config["seed"], config["data"]["seed"] = run_seed, data_seed
+        folder = tmp_path / f"data-{run_seed}-{data_seed}"
+        folder.mkdir()
+        prepare_data(Run(tmp_path, config, "st", []), folder)
+        return {path.name: path.read_text() for path in folder.glob("*.jsonl")}
+
+    assert world(1, 0) == world(2, 0) == world(0, None)  # data.seed 0 is the world run seed 0 draws
+    assert world(1, None)["labeled.jsonl"] != world(2, None)["labeled.jsonl"]
