@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint
 
 from flags import check_settings, setting
+from model.checkpoint import tie_output_head
 
 STRATEGIES = ("ddp", "fsdp")
 
@@ -158,15 +159,17 @@ def gradient_sync(model, sync: bool):
     return contextlib.nullcontext()
 
 
-def unwrapped(model, build, device):
+def unwrapped(model, build):
     """A plain, whole model with the trained weights, on every process: `model` itself unless FSDP
-    sharded it; then its full state dict gathered into `build()`, a fresh model of the same config
-    made straight on `device` (not first on the host, 8 times over on a node)."""
+    sharded it; then its full state dict, gathered on the shards' device, becomes the weights of
+    `build()`, a model of the same config made on the meta device. So the whole weights exist once,
+    not twice (the gathered dict and a fresh model's own copy: for Llama-2-7B, 27 GB more a GPU)."""
     if not is_sharded(model):
         return model
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
-    with torch.device(device):
+    with torch.device("meta"):
         whole = build()
-    whole.load_state_dict(state)
+    whole.load_state_dict(state, assign=True)  # the model takes the gathered tensors as its own
+    tie_output_head(whole)  # the state dict holds a tied head under both names: one tensor again
     return whole

@@ -137,4 +137,4 @@ def train_loop(model, examples, cfg: TrainConfig, loss_fn, desc, log_path=None, 
         os.replace(f"{log_path}.part", log_path)
     del optimizer  # its state is the largest part: free it before FSDP gathers the whole model
     # FSDP: gather the shards into a whole model (every process samples with it; rank 0 saves it)
-    return unwrapped(core, lambda: build_model(config), device).eval()
+    return unwrapped(core, lambda: build_model(config)).eval()

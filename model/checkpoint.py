@@ -40,7 +40,8 @@ def init_from_config(config, seed: int = 0):
     return model
 
 
-def _tie(model):
+def tie_output_head(model):
+    """Make lm_head use the embedding's weight (one tensor) where the config ties them."""
     if model.config.tie_word_embeddings:
         embedding = model.shared if model.config.is_encoder_decoder else model.model.embed_tokens
         model.lm_head.weight = embedding.weight
@@ -61,7 +62,7 @@ def load_pretrained(path, device="cpu", dtype=torch.float32):
     with torch.device("meta"):
         model = build_model(config)
     model = model.to(dtype).to_empty(device=device)
-    _tie(model)
+    tie_output_head(model)
     load_weights(model, folder)
     return model.eval(), tokenizer
 
