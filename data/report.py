@@ -134,9 +134,27 @@ def how_it_ran(out: Path) -> dict:
             "cores_busy_beside_most": max((b for b, _ in beside), default=None)}
 
 
+def seconds_by_kind(metrics: dict) -> dict:
+    """Every finished stage's seconds in a metrics.json (outside the iterations and in them), added up by
+    kind: sft (sft-k and the control), samples, pairs, dpo, pseudo, data, base; the largest first."""
+    stages = list(metrics["seconds"].items()) + [kv for row in metrics["iterations"].values() for kv in row["seconds"].items()]
+    kinds = {}
+    for stage, seconds in stages:
+        kind = "sft" if stage == "control" else stage.split("-")[0]
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
+    return dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
+
+
 def total_seconds(metrics: dict) -> float:
-    """Every finished stage's seconds in a metrics.json: the stages outside the iterations and in them."""
-    return sum(metrics["seconds"].values()) + sum(sum(row["seconds"].values()) for row in metrics["iterations"].values())
+    return sum(seconds_by_kind(metrics).values())
+
+
+def stage_times_line(metrics: dict) -> str:
+    """'N min in all: sft a min (x%), samples b min (y%), ...' (kinds under a second left out)."""
+    kinds, total = seconds_by_kind(metrics), total_seconds(metrics)
+    parts = ", ".join(f"{kind} {seconds / 60:.1f} min ({100 * seconds / total:.0f}%)"
+                      for kind, seconds in kinds.items() if seconds >= 1)
+    return f"{total / 60:.1f} min in all" + (f": {parts}" if parts else "")
 
 
 def write_metrics(out: Path, fmt: Format, K: int):
@@ -209,9 +227,8 @@ def write(out: Path, method: str, iterations: int, fmt: Format, about: str = "")
               f"steps as the last {name} SFT: it separates self-training from training longer.", "",
               "![accuracy per iteration](accuracy.svg)", ""]
     lines += iteration_lines(everything["iterations"]) + precondition_lines(everything["preconditions"])
-    total = total_seconds(everything)
     peak = everything["peak_memory_gb"]
-    lines += [f"Stage times (metrics.json has each): {total / 60:.1f} min in all"
+    lines += [f"Stage times (metrics.json has each): {stage_times_line(everything)}"
               + (f"; peak memory {peak:.2f} GB." if peak is not None else "."), ""]
     ran = everything["how_it_ran"]
     if ran["machines"]:

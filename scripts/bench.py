@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_sample import SMOLLM2_135M, NoEOS, timed  # noqa: E402
 from data import calculate, format_for, read_jsonl  # noqa: E402
+from data.report import stage_times_line  # noqa: E402
 from data.world import make_world  # noqa: E402
 from model import load_pretrained  # noqa: E402
 from model.logprobs import answer_logprobs  # noqa: E402
@@ -262,17 +263,7 @@ def stage_times(run: Path) -> list[str]:
     if not (run / "metrics.json").is_file():
         return [f"(d) no finished run at {run.relative_to(ROOT)}: run `make iterate` first"]
     metrics = json.loads((run / "metrics.json").read_text())
-    kinds = {}
-    for stage, seconds in metrics["seconds"].items():
-        kind = "sft" if stage == "control" else stage.split("-")[0]
-        kinds[kind] = kinds.get(kind, 0) + seconds
-    for iteration in metrics["iterations"].values():
-        for kind, seconds in iteration["seconds"].items():
-            kinds[kind] = kinds.get(kind, 0) + seconds
-    total = sum(kinds.values())
-    parts = ", ".join(f"{kind} {seconds / 60:.1f} min ({100 * seconds / total:.0f}%)"
-                      for kind, seconds in sorted(kinds.items(), key=lambda kv: -kv[1]) if seconds >= 1)
-    return [f"(d) {run.relative_to(ROOT)}: {total / 60:.1f} min in all: {parts}"]
+    return [f"(d) {run.relative_to(ROOT)}: {stage_times_line(metrics)}"]
 
 
 def main():

@@ -62,6 +62,8 @@ def test_smoke_run_writes_every_stage_and_the_report(tmp_path, family, method):
     assert counts["seconds"]["sft"] == float((out / "sft-1" / "DONE").read_text())
     report = (out / "report.md").read_text()
     assert "| SFT |" in report and "step-matched control" in report
+    sft_seconds = sum(float((out / s / "DONE").read_text()) for s in ["sft-0", "sft-1", "control"])
+    assert f"sft {sft_seconds / 60:.1f} min (" in report  # the stage times, added up by kind
     # How it ran: one machine line (this one, its threads), and every finished stage's record of it.
     assert all((out / s / "how_it_ran.json").is_file() for s in stages)
     machine = everything["how_it_ran"]["machines"]
