@@ -39,7 +39,7 @@ from distributed import DistributedConfig, agree, barrier, finish, process_devic
 from dpo import DPOConfig, read_pairs, train_dpo
 from model import init_from_config, load_pretrained, load_tokenizer, save_pretrained
 from model.tokenizer import train_sentencepiece
-from preset import QUESTION_SETS, base_model_type, check_config, load_config, without_about
+from preset import QUESTION_SETS, base_model_type, check_config, load_config, run_settings
 from sample import SamplingConfig, evaluate_rows
 from train_sft import encode_rows, train_sft
 from flags import Parser
@@ -128,13 +128,12 @@ class Run:
         so they say nothing about the rest (a copy-pretrained base takes longer than any later stage)."""
         if not remaining:
             return 0.0, True
-        kind = lambda name: "sft" if name == "control" else name.split("-")[0]  # noqa: E731
-        took = {kind(n): report.seconds(self.out, n) for n in self.plan
+        took = {report.stage_kind(n): report.seconds(self.out, n) for n in self.plan
                 if n not in ("data", "base") and report.finished(self.out, n)}
         if not took:
             return None, False
-        minutes = sum(took.get(kind(n), 0.0) for n in remaining) / 60
-        return minutes, all(kind(n) in took for n in remaining)
+        minutes = sum(took.get(report.stage_kind(n), 0.0) for n in remaining) / 60
+        return minutes, all(report.stage_kind(n) in took for n in remaining)
 
     def seed(self, name) -> int:
         return self.config["seed"] * 1_000_003 + zlib.crc32(name.encode()) % 1_000_003
@@ -283,7 +282,7 @@ def main():
     ap.add_argument("--config", default="configs/tiny-llama.json", help="a preset (configs/*.json)")
     ap.add_argument("--method", choices=["dpo-st", "st"], default="dpo-st", help="with the DPO step, or plain ST")
     ap.add_argument("--iterations", type=int, default=None, help="overrides the config's")
-    ap.add_argument("--seed", type=int, default=None, help="overrides the config's (data, init, sampling)")
+    ap.add_argument("--seed", type=int, default=None, help="overrides the config's: every stage's seed, and the data's unless data.seed is set")
     ap.add_argument("--out", required=True, help="the run's folder; the same command again resumes it")
     args = ap.parse_args()
     if args.iterations is not None and args.iterations < 1:
@@ -303,7 +302,7 @@ def main():
     run = Run(out, config, args.method, plan)  # reads the base model's type: a bad model section stops here
     saved = out / "config.json"
     resolved = {**config, "method": args.method}
-    if saved.is_file() and without_about(json.loads(saved.read_text())) != without_about(resolved):
+    if saved.is_file() and run_settings(json.loads(saved.read_text())) != run_settings(resolved):
         raise ValueError(f"{out} holds a run with another config or method; use a new --out")
     if run.writes:
         out.mkdir(parents=True, exist_ok=True)

@@ -108,7 +108,8 @@ DEFAULTS_AT = flat(DEFAULTS)  # "sft.lr" -> 3e-4: what a key's value must look l
 
 def same_type(value, default) -> bool:
     """JSON's types, as the default's: an int is a fine float, a bool is not a number. A setting whose
-    default is None (model.checkpoint, model.init) takes null or anything else; others never take null."""
+    default is None (model.checkpoint, model.init, data.seed) takes null or anything else; others never
+    take null (check_config checks what those take)."""
     if default is None:
         return True
     if value is None:
@@ -120,9 +121,15 @@ def same_type(value, default) -> bool:
     return isinstance(value, type(default))
 
 
-def without_about(config: dict) -> dict:
-    """The settings of a resolved config: its "about" is words, and a run may resume after they change."""
-    return {key: value for key, value in config.items() if key != "about"}
+def run_settings(config: dict) -> dict:
+    """What decides a resolved config's run, as {"sft.lr": ...}: a saved run resumes only if these are
+    equal. Not "about" (words). A setting that a run saved by an older version lacks takes its default,
+    which is what that version did; data.seed null means the run's seed, so it counts as that number."""
+    settings = {**DEFAULTS_AT, **flat(config)}
+    settings.pop("about")
+    if settings["data.seed"] is None:
+        settings["data.seed"] = settings["seed"]
+    return settings
 
 
 def check_config(config: dict, path):

@@ -115,18 +115,33 @@ def preconditions(out: Path, fmt: Format) -> dict:
     return result
 
 
+def stage_kind(stage: str) -> str:
+    """sft-2 -> sft, pseudo-1 -> pseudo; the control is an SFT."""
+    return "sft" if stage == "control" else stage.split("-")[0]
+
+
+def finished_records(out: Path) -> list[tuple[str, dict]]:
+    """(stage, its how_it_ran.json) for every finished stage: how each process ran."""
+    return [(p.parent.name, json.loads(p.read_text())) for p in sorted(out.glob("*/how_it_ran.json"))
+            if finished(out, p.parent.name)]
+
+
 def peak_memory_gb(out: Path) -> float | None:
-    """The largest peak resident memory (GB) any finished stage's process had reached (its how_it_ran.json)."""
-    records = [json.loads(p.read_text()) for p in out.glob("*/how_it_ran.json") if (p.parent / "DONE").is_file()]
-    # A stage finished by an older version, before a resume, recorded its peak elsewhere: it has none here.
-    return max((r["peak_rss_gb"] for r in records if "peak_rss_gb" in r), default=None)
+    """The largest peak resident memory (GB) any finished stage's process had reached (its how_it_ran.json;
+    a stage finished by an older version, before a resume, wrote it to a file of its own, peak_rss_gb)."""
+    def peak(stage, record):
+        if "peak_rss_gb" in record:
+            return record["peak_rss_gb"]
+        old = out / stage / "peak_rss_gb"
+        return float(old.read_text()) if old.is_file() else None
+    peaks = [peak(stage, record) for stage, record in finished_records(out)]
+    return max((p for p in peaks if p is not None), default=None)
 
 
 def how_it_ran(out: Path) -> dict:
     """The machines the finished stages ran on (a resumed run may have moved) and the cores other
     processes kept busy beside them: the mean over the stages, weighted by their seconds, and the most."""
-    stages = [(json.loads(p.read_text()), seconds(out, p.parent.name)) for p in out.glob("*/how_it_ran.json")
-              if (p.parent / "DONE").is_file()]
+    stages = [(record, seconds(out, stage)) for stage, record in finished_records(out)]
     beside = [(r["cores_busy_beside"], s) for r, s in stages if r["cores_busy_beside"] is not None]
     total = sum(s for _, s in beside)
     return {"machines": sorted({r["machine"] for r, _ in stages}),
@@ -136,12 +151,11 @@ def how_it_ran(out: Path) -> dict:
 
 def seconds_by_kind(metrics: dict) -> dict:
     """Every finished stage's seconds in a metrics.json (outside the iterations and in them), added up by
-    kind: sft (sft-k and the control), samples, pairs, dpo, pseudo, data, base; the largest first."""
+    kind (stage_kind): sft, samples, pairs, dpo, pseudo, data, base; the largest first."""
     stages = list(metrics["seconds"].items()) + [kv for row in metrics["iterations"].values() for kv in row["seconds"].items()]
     kinds = {}
-    for stage, seconds in stages:
-        kind = "sft" if stage == "control" else stage.split("-")[0]
-        kinds[kind] = kinds.get(kind, 0.0) + seconds
+    for stage, took in stages:
+        kinds[stage_kind(stage)] = kinds.get(stage_kind(stage), 0.0) + took
     return dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
 
 
@@ -152,8 +166,8 @@ def total_seconds(metrics: dict) -> float:
 def stage_times_line(metrics: dict) -> str:
     """'N min in all: sft a min (x%), samples b min (y%), ...' (kinds under a second left out)."""
     kinds, total = seconds_by_kind(metrics), total_seconds(metrics)
-    parts = ", ".join(f"{kind} {seconds / 60:.1f} min ({100 * seconds / total:.0f}%)"
-                      for kind, seconds in kinds.items() if seconds >= 1)
+    parts = ", ".join(f"{kind} {took / 60:.1f} min ({100 * took / total:.0f}%)"
+                      for kind, took in kinds.items() if took >= 1)
     return f"{total / 60:.1f} min in all" + (f": {parts}" if parts else "")
 
 

@@ -223,6 +223,16 @@ def test_a_run_resumes_only_with_the_same_settings(tmp_path):
     # Words about the preset are not settings: the finished run is found finished.
     stdout = finish(loop(config_file(tmp_path, about="the same run, described anew"), out, method="st"))
     assert "done in" not in stdout
+    # A run saved before a setting existed (here data.seed) resumes: the setting's default is what it did;
+    # and data.seed set to the run's own seed is the same data as null.
+    saved = json.loads((out / "config.json").read_text())
+    del saved["data"]["seed"]
+    (out / "config.json").write_text(json.dumps(saved))
+    stdout = finish(loop(config_file(tmp_path, data={**SMOKE["data"], "seed": SMOKE["seed"]}), out, method="st"))
+    assert "done in" not in stdout
+    changed = loop(config_file(tmp_path, data={**SMOKE["data"], "seed": SMOKE["seed"] + 1}), out, method="st")
+    _, stderr = changed.communicate(timeout=120)
+    assert changed.returncode != 0 and "holds a run with another config or method" in stderr
     changed = loop(config_file(tmp_path, sft={**SMOKE["sft"], "lr": 1e-3}), out, method="st")
     _, stderr = changed.communicate(timeout=120)
     assert changed.returncode != 0 and "holds a run with another config or method" in stderr

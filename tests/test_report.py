@@ -87,6 +87,25 @@ def test_how_it_ran_weights_the_load_beside_by_each_stage_time_and_skips_unfinis
     assert how_it_ran(tmp_path) == {"machines": ["MTrue"], "cores_busy_beside_mean": 0.75,
                                     "cores_busy_beside_most": 1.0}
     assert peak_memory_gb(tmp_path) == 1.5
+    # Stages finished by an older version: one wrote its peak to a file of its own, one wrote none.
+    for stage, old_peak in (("sft-2", "2.25\n"), ("sft-3", None)):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "how_it_ran.json").write_text(json.dumps({"machine": "MTrue", "cores_busy_beside": None}))
+        if old_peak:
+            (tmp_path / stage / "peak_rss_gb").write_text(old_peak)
+        (tmp_path / stage / "DONE").write_text("10\n")
+    assert peak_memory_gb(tmp_path) == 2.25
+
+
+def test_stage_times_add_up_by_kind_and_the_line_leaves_out_kinds_under_a_second():
+    from data.report import seconds_by_kind, stage_times_line
+    metrics = {"seconds": {"data": 0.5, "base": 0.0, "sft-0": 10.0, "control": 20.0},
+               "iterations": {"1": {"seconds": {"samples": 6.0, "dpo": 4.0, "pseudo": 5.0, "sft": 30.0}},
+                              "2": {"seconds": {"samples": 6.0, "dpo": 4.0, "pseudo": 5.0, "sft": 29.5}}}}
+    assert seconds_by_kind(metrics) == {"sft": 89.5, "samples": 12.0, "pseudo": 10.0, "dpo": 8.0, "data": 0.5,
+                                        "base": 0.0}
+    assert stage_times_line(metrics) == ("2.0 min in all: sft 1.5 min (75%), samples 0.2 min (10%), "
+                                         "pseudo 0.2 min (8%), dpo 0.1 min (7%)")
 
 
 def test_the_machine_s_busy_cpu_seconds_count_a_busy_loop():
