@@ -179,8 +179,9 @@ def save_pretrained(model, tokenizer, path, max_shard_bytes: int = 2 * 2**30):
 
 
 def replace_folder(new: Path, final: Path):
-    """Rename the finished folder `new` to `final`. An old `final` is moved aside first and removed
-    last, so there is always one whole folder in place."""
+    """Rename the finished folder `new` to `final`. An old `final` is moved aside first and removed only
+    once the new one is in place, so a crash leaves a whole folder, never a half-written one: the new
+    one at `final`, or, between the two renames, the old one at .NAME.old-PID beside it."""
     if final.exists():
         old = final.parent / f".{final.name}.old-{os.getpid()}"
         shutil.rmtree(old, ignore_errors=True)
