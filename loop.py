@@ -208,6 +208,15 @@ def evaluate(run, model, tok, folder, splits=("dev", "test", "ood")):
         print("   " + "  ".join(f"{k} {v:.1f}" for k, v in results.items()), flush=True)
 
 
+def sft_rows(out, labeled, k) -> list[dict]:
+    """What sft-k trains on: round k's pooled pseudo-labels and the labeled rows not among them."""
+    if k == 0:
+        return labeled
+    pseudo = read_jsonl(out / f"pseudo-{k}" / "pseudo.jsonl")
+    pseudo_ids = {row["id"] for row in pseudo}
+    return [row for row in labeled if row["id"] not in pseudo_ids] + pseudo
+
+
 def sft_stage(run, rows, folder, steps=None):
     model, tok = run.load("base", training=True)
     cfg = TrainConfig(**{**run.config["sft"], "seed": run.seed(folder.name), **({"steps": steps} if steps else {})})
@@ -319,9 +328,7 @@ def main():
             run.stage(f"pairs-{k}", lambda f: pairs_stage(run, k, f), rank_0_only=True)
             run.stage(f"dpo-{k}", lambda f: dpo_stage(run, k, f))
         run.stage(f"pseudo-{k}", lambda f: pseudo_stage(run, k, f))
-        pseudo = read_jsonl(out / f"pseudo-{k}" / "pseudo.jsonl")
-        pseudo_ids = {row["id"] for row in pseudo}
-        rows = [row for row in labeled if row["id"] not in pseudo_ids] + pseudo
+        rows = sft_rows(out, labeled, k)
         run.stage(f"sft-{k}", lambda f: sft_stage(run, rows, f))
     final_steps = int((out / f"sft-{K}" / "steps").read_text())
     run.stage("control", lambda f: sft_stage(run, labeled, f, steps=final_steps))

@@ -252,3 +252,22 @@ def test_a_fixed_data_seed_keeps_one_world_for_every_run_seed(tmp_path):
 
     assert world(1, 0) == world(2, 0) == world(0, None)  # data.seed 0 is the world run seed 0 draws
     assert world(1, None)["labeled.jsonl"] != world(2, None)["labeled.jsonl"]
+
+
+def test_sft_order_retrains_a_stage_and_its_own_seed_gives_its_dev_accuracy_again(tmp_path):
+    out = tmp_path / "run"
+    finish(loop(config_file(tmp_path), out, method="st"))
+    script = [sys.executable, str(ROOT / "scripts" / "sft_order.py"), str(out), "sft-1"]
+    run = lambda *flags: subprocess.run(script + list(flags), cwd=ROOT, capture_output=True, text=True, timeout=300)  # noqa: E731
+    same = run("--out", str(tmp_path / "same"))
+    assert same.returncode == 0, same.stderr[-2000:]
+    result = json.loads(same.stdout.strip().splitlines()[-1])
+    assert result["dev"] == json.loads((out / "sft-1" / "eval.json").read_text())["dev"] == result["run_dev"]
+    assert (tmp_path / "same" / "train_log.jsonl").read_text() == (out / "sft-1" / "train_log.jsonl").read_text()
+    other = run("--seed", "12345", "--out", str(tmp_path / "other"))
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert (tmp_path / "other" / "train_log.jsonl").read_text() != (out / "sft-1" / "train_log.jsonl").read_text()
+    bad = run("--out", str(tmp_path / "other"))  # exists
+    assert bad.returncode != 0 and "--out" in bad.stderr and "exists" in bad.stderr
+    bad = run("--lr", "-1", "--out", str(tmp_path / "third"))
+    assert bad.returncode != 0 and "lr: -1.0 is not allowed" in bad.stderr and not (tmp_path / "third").exists()
