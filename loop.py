@@ -291,7 +291,8 @@ def main():
     ap.add_argument("--config", default="configs/tiny-llama.json", help="a preset (configs/*.json)")
     ap.add_argument("--method", choices=["dpo-st", "st"], default="dpo-st", help="with the DPO step, or plain ST")
     ap.add_argument("--iterations", type=int, default=None, help="overrides the config's")
-    ap.add_argument("--seed", type=int, default=None, help="overrides the config's: every stage's seed, and the data's unless data.seed is set")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="overrides the config's: every stage's seed, and the data's unless data.seed is set")
     ap.add_argument("--out", required=True, help="the run's folder; the same command again resumes it")
     args = ap.parse_args()
     if args.iterations is not None and args.iterations < 1:
