@@ -19,7 +19,7 @@ COMMANDS = [
     (["scripts/seed_table.py"], "scripts/seed_table.py", "seed_table.py"),
     (["scripts/load_memory.py"], "scripts/load_memory.py", "load_memory.py"),
     (["scripts/memory_table.py"], "scripts/memory_table.py", "memory_table.py"),
-    (["scripts/gpu_check.py"], "scripts/gpu_check.py", "gpu_check.py"),
+    (["tests/gpu_check.py"], "tests/gpu_check.py", "gpu_check.py"),
     (["scripts/sft_epochs.py"], "scripts/sft_epochs.py", "sft_epochs.py"),
     (["-m", "data.synthetic"], "data/synthetic.py", "data.synthetic"),
     (["-m", "data.fetch"], "data/fetch.py", "data.fetch"),

@@ -1,4 +1,4 @@
-"""scripts/gpu_check.py runs every check end to end: here on CPU with small shapes, so that on a GPU
+"""tests/gpu_check.py runs every check end to end: here on CPU with small shapes, so that on a GPU
 machine it needs no editing (the GPU run itself is `scripts/gpu_check.sh`)."""
 import subprocess
 import sys
@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_check_runs_every_check_and_they_pass_on_cpu():
-    result = subprocess.run([sys.executable, "scripts/gpu_check.py", "--device", "cpu", "--quick"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "tests/gpu_check.py", "--device", "cpu", "--quick"], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     rows = [line.split(" | ") for line in result.stdout.splitlines()
             if line.startswith("| ") and line.split(" | ")[3:4] in (["pass"], ["FAIL"], ["n/a"])]

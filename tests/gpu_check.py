@@ -1,7 +1,7 @@
 """The GPU check: our models, sampler and training steps on one CUDA GPU against transformers, in one run.
 
-    scripts/gpu_check.sh                            (= python scripts/gpu_check.py --device cuda)
-    python scripts/gpu_check.py --device cpu --quick   (the same checks on small shapes: tests/test_gpu_check.py)
+    scripts/gpu_check.sh                            (= python tests/gpu_check.py --device cuda)
+    python tests/gpu_check.py --device cpu --quick   (the same checks on small shapes: tests/test_gpu_check.py)
 
 Prints one table row per check: what, the figure, its limit, pass/fail, and peak GPU memory.
   logits       our Llama and T5 against transformers on tiny random configs: fp32 <= 1e-4, bf16 <= 2e-2
@@ -13,7 +13,8 @@ Prints one table row per check: what, the figure, its limit, pass/fail, and peak
   sft, dpo     one optimizer step each (bf16 autocast on CUDA): finite loss, weights changed
   fsdp         two FSDP2 SFT steps on a process group of one rank, against two plain steps
   loop         the smoke preset end to end on the device (loop.py, every stage)
-Needs the test packages (transformers): `make setup` installs them. Exit status 1 if a check fails.
+A check, kept with the tests: it needs the test packages (transformers, the reference), which `make setup`
+installs. Exit status 1 if a check fails.
 """
 import argparse
 import json
