@@ -217,11 +217,15 @@ def sft_rows(out, labeled, k) -> list[dict]:
     return [row for row in labeled if row["id"] not in pseudo_ids] + pseudo
 
 
-def sft_stage(run, rows, folder, steps=None):
+def sft_from_base(run, rows, cfg: TrainConfig, where, log_path):
+    """SFT of the run's base model on rows (every SFT of the method starts from the base): (model, tok)."""
     model, tok = run.load("base", training=True)
+    return train_sft(model, tok, encode_rows(tok, run.format, rows, where), cfg, log_path, run.parallel), tok
+
+
+def sft_stage(run, rows, folder, steps=None):
     cfg = TrainConfig(**{**run.config["sft"], "seed": run.seed(folder.name), **({"steps": steps} if steps else {})})
-    model = train_sft(model, tok, encode_rows(tok, run.format, rows, folder.name), cfg, folder / "train_log.jsonl",
-                      run.parallel)
+    model, tok = sft_from_base(run, rows, cfg, folder.name, folder / "train_log.jsonl")
     if run.writes:
         (folder / "steps").write_text(f"{total_steps(len(rows), cfg)}\n")
         save_pretrained(model, tok, folder / "checkpoint")

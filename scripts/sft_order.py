@@ -16,8 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import read_jsonl  # noqa: E402
 from flags import Parser  # noqa: E402
-from loop import Run, evaluate, sft_rows  # noqa: E402
-from train_sft import encode_rows, train_sft  # noqa: E402
+from loop import Run, evaluate, sft_from_base, sft_rows  # noqa: E402
 from trainer import TrainConfig  # noqa: E402
 
 
@@ -44,9 +43,8 @@ def main():
     cfg = TrainConfig(**{**config["sft"], **changed, "seed": seed})  # a bad value is one clear error here
 
     rows = sft_rows(run_dir, read_jsonl(run_dir / "data" / "labeled.jsonl"), int(args.stage.split("-")[1]))
-    model, tok = run.load("base", training=True)
     out.mkdir(parents=True)
-    model = train_sft(model, tok, encode_rows(tok, run.format, rows, args.stage), cfg, out / "train_log.jsonl")
+    model, tok = sft_from_base(run, rows, cfg, args.stage, out / "train_log.jsonl")
     evaluate(run, model, tok, out, ("dev",))  # into --out; the run itself is only read
     dev = json.loads((out / "eval.json").read_text())["dev"]
     print(json.dumps({"run": str(run_dir), "stage": args.stage, "rows": len(rows), "seed": seed, **changed,
