@@ -47,7 +47,8 @@ def markdown(header, rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="finished loop run folders (loop.py --out) on the world")
-    ap.add_argument("--split", default="test", help="test or dev: the split whose accuracies are counted")
+    ap.add_argument("--split", default="test", choices=["test", "dev"],
+                    help="the split whose accuracies are counted (every SFT stage evaluates both)")
     args = ap.parse_args()
     runs = [Path(r) for r in args.runs]
     names = sorted(set(templates_of(runs[0], [args.split]).values()))
