@@ -56,7 +56,8 @@ def main():
     for run in runs:
         config = json.loads(need(run / "config.json").read_text())
         label = f"{NAMES[config['method']]} seed {config['seed']}"
-        template = templates_of(run, [args.split, "labeled", "unlabeled"])
+        trained_on = templates_of(run, ["labeled", "unlabeled"])  # the questions pseudo-labels come from
+        template = {**templates_of(run, [args.split]), **trained_on}
         for stage in [f"sft-{k}" for k in range(config["iterations"] + 1)]:
             right, total = Counter(), Counter()
             for record in read_jsonl(need(run / stage / f"eval-{args.split}.jsonl")):
@@ -64,8 +65,7 @@ def main():
                 total[template[record["id"]]] += 1
             accuracy_rows.append([f"{label} {stage}"] + [f"{100 * right[n] / total[n]:.0f}" if total[n] else "–"
                                                          for n in names])
-        available = Counter(template[row["id"]] for split in ("labeled", "unlabeled")
-                            for row in read_jsonl(run / "data" / f"{split}.jsonl"))
+        available = Counter(trained_on.values())
         for k in range(1, config["iterations"] + 1):
             labels = Counter(template[row["id"]] for row in read_jsonl(need(run / f"pseudo-{k}" / "pseudo.jsonl")))
             pseudo_rows.append([f"{label} iter {k}"] + [f"{labels[n]} / {available[n]}" for n in names])
