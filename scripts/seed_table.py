@@ -10,6 +10,8 @@ Then, per iteration, the mechanism the paper's Fig. 6 shows: the pass@1 of the s
 pseudo-labels (DPO-ST samples from its DPO model, ST from its SFT model) and the size of the pooled
 pseudo-label set that came out of them; each run's preconditions; and how each ran (its minutes, peak
 memory, machine and threads, and the cores other processes kept busy beside it; metrics.json).
+With --svg PATH it also draws each method's mean over seeds on the first split against the iteration
+(the README's plot), the mean control dashed, with report.py's plot.
 """
 import argparse
 import json
@@ -19,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import read_jsonl  # noqa: E402
-from data.report import collect, percent_correct, total_seconds  # noqa: E402
+from data.report import collect, percent_correct, svg_plot, total_seconds, write_text  # noqa: E402
 
 NAMES = {"dpo-st": "DPO-ST", "st": "ST"}
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
@@ -127,10 +129,27 @@ def how_they_ran_table(runs):
     return "\n".join(lines + [""])
 
 
+def mean_plot(runs, split) -> str:
+    """One line per method: its mean accuracy over seeds at sft-0..sft-K, and the mean control."""
+    K = max(run["K"] for run in runs)
+    means, labels = {stage: {} for stage in [f"sft-{k}" for k in range(K + 1)] + ["control"]}, []
+    for method in NAMES:
+        own = [run for run in runs if run["method"] == method and run["K"] == K]
+        if not own:
+            continue
+        label = f"{NAMES[method]} ({len(own)} seed{'s' if len(own) > 1 else ''})"
+        labels.append(label)
+        for stage in means:
+            if all(split in run["metrics"][stage] for run in own):
+                means[stage][label] = statistics.mean(run["metrics"][stage][split] for run in own)
+    return svg_plot(means, K, labels, f"{split}: mean over seeds")
+
+
 def main():
     ap = argparse.ArgumentParser(description="Per-seed and mean accuracy tables over finished runs.")
     ap.add_argument("runs", nargs="+", help="run folders written by loop.py")
     ap.add_argument("--split", action="append", help="only these splits (default: all)")
+    ap.add_argument("--svg", help="also write each method's mean over seeds on the first split here (an SVG file)")
     args = ap.parse_args()
     runs = sorted(load_runs(args.runs), key=lambda run: (run["method"] != "dpo-st", run["seed"]))
     splits = args.split or ["test"] + sorted(s for s in runs[0]["metrics"]["sft-0"] if s != "test")
@@ -140,6 +159,8 @@ def main():
     print(pseudo_label_table(runs))
     print(precondition_table(runs))
     print(how_they_ran_table(runs))
+    if args.svg:
+        write_text(Path(args.svg), mean_plot(runs, splits[0]))
 
 
 if __name__ == "__main__":

@@ -55,3 +55,16 @@ def test_seed_table_gives_a_95_percent_interval_for_the_paired_difference(tmp_pa
                           "--split", "test"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     # differences +5 and +1: mean 3, sd 2.83, t(0.975, 1) = 12.706, half-width 12.706 * 2.83 / sqrt(2) = 25.4
     assert "per seed [0, 1]: +5.0, +1.0 (mean +3.0); 95% interval -22.4 to +28.4" in out
+
+
+def test_seed_table_plots_each_methods_mean_over_seeds(tmp_path):
+    fake_run(tmp_path / "a", "dpo-st", 0, {"sft-0": 10.0, "sft-1": 20.0, "control": 12.0})
+    fake_run(tmp_path / "b", "dpo-st", 1, {"sft-0": 14.0, "sft-1": 16.0, "control": 12.0})
+    fake_run(tmp_path / "c", "st", 0, {"sft-0": 10.0, "sft-1": 15.0, "control": 11.0})
+    subprocess.run([sys.executable, "scripts/seed_table.py", *(str(tmp_path / n) for n in "abc"), "--split", "test",
+                    "--svg", str(tmp_path / "means.svg")], cwd=REPO, capture_output=True, text=True, check=True)
+    svg = (tmp_path / "means.svg").read_text()
+    # means DPO-ST 12 -> 18, ST 10 -> 15; the axis runs to 20, so y(v) = 40 + 250 (1 - v / 20), x = 60 and 470
+    assert 'points="60.0,140.0 470.0,65.0"' in svg and 'points="60.0,165.0 470.0,102.5"' in svg
+    assert 'y1="140.0"' in svg and 'y1="152.5"' in svg  # the controls, 12 and 11, dashed
+    assert ">DPO-ST (2 seeds)</text>" in svg and ">ST (1 seed)</text>" in svg
