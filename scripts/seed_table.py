@@ -151,6 +151,8 @@ def main():
     ap.add_argument("--split", action="append", help="only these splits (default: all)")
     ap.add_argument("--svg", help="also write each method's mean over seeds on the first split here (an SVG file)")
     args = ap.parse_args()
+    if args.svg and not Path(args.svg).resolve().parent.is_dir():
+        ap.error(f"argument --svg: {args.svg}: its folder does not exist")
     runs = sorted(load_runs(args.runs), key=lambda run: (run["method"] != "dpo-st", run["seed"]))
     splits = args.split or ["test"] + sorted(s for s in runs[0]["metrics"]["sft-0"] if s != "test")
     print("Greedy accuracy (%), calculator on.\n")

@@ -68,3 +68,6 @@ def test_seed_table_plots_each_methods_mean_over_seeds(tmp_path):
     assert 'points="60.0,140.0 470.0,65.0"' in svg and 'points="60.0,165.0 470.0,102.5"' in svg
     assert 'y1="140.0"' in svg and 'y1="152.5"' in svg  # the controls, 12 and 11, dashed
     assert ">DPO-ST (2 seeds)</text>" in svg and ">ST (1 seed)</text>" in svg
+    refused = subprocess.run([sys.executable, "scripts/seed_table.py", str(tmp_path / "a"), "--svg",
+                              str(tmp_path / "no-such-folder" / "means.svg")], cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--svg" in refused.stderr and "no-such-folder" in refused.stderr
