@@ -132,7 +132,7 @@ def how_they_ran_table(runs):
 def mean_plot(runs, split) -> str:
     """One line per method: its mean accuracy over seeds at sft-0..sft-K, and the mean control."""
     K = max(run["K"] for run in runs)
-    means, labels = {stage: {} for stage in [f"sft-{k}" for k in range(K + 1)] + ["control"]}, []
+    means, labels = {stage: {} for stage in columns(next(run for run in runs if run["K"] == K))}, []
     for method in NAMES:
         own = [run for run in runs if run["method"] == method and run["K"] == K]
         if not own:
