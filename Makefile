@@ -18,13 +18,22 @@ $(STAMP): requirements.txt requirements-test.txt
 test: setup data
 	$(PY) -m pytest tests
 
-# The method end to end: DPO-ST (or METHOD=st) on CONFIG, resumable: rerun to continue.
-CONFIG ?= configs/tiny-llama.json
-METHOD ?= dpo-st
+# The method end to end on CONFIG, resumable: rerun to continue. METHOD=both (the default) runs DPO-ST,
+# then ST with the stages that do not depend on the method copied from DPO-ST's run, then compares them.
+CONFIG ?= configs/tiny-llama-200-pool2400-iter1.json
+METHOD ?= both
 SEED ?= 0
-RUN ?= runs/$(basename $(notdir $(CONFIG)))-$(METHOD)-seed$(SEED)
+NAME = runs/$(basename $(notdir $(CONFIG)))
+RUN ?= $(NAME)-$(METHOD)-seed$(SEED)
 iterate: setup
+ifeq ($(METHOD),both)
+	$(PY) loop.py --config $(CONFIG) --method dpo-st --seed $(SEED) --out $(NAME)-dpo-st-seed$(SEED)
+	$(PY) loop.py --config $(CONFIG) --method st --seed $(SEED) --out $(NAME)-st-seed$(SEED) \
+	  --reuse $(NAME)-dpo-st-seed$(SEED)
+	$(PY) scripts/seed_table.py $(NAME)-dpo-st-seed$(SEED) $(NAME)-st-seed$(SEED)
+else
 	$(PY) loop.py --config $(CONFIG) --method $(METHOD) --seed $(SEED) --out $(RUN)
+endif
 
 # The whole loop on the smoke preset in under a minute: a plumbing demo (its accuracies mean nothing).
 demo: setup

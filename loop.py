@@ -15,6 +15,10 @@
   control         SFT from base on the labeled data for as many steps as sft-K (step-matched control)
   report          metrics.json (accuracies, per-iteration counts, preconditions), report.md, accuracy.svg
 
+data, base and sft-0 do not depend on the method, nor does the control when sft-K trains as many steps
+in both: `--reuse RUN` copies those from another method's run of the same config and seed (ST after
+DPO-ST, as `make iterate` runs them) instead of training them again.
+
 Each stage writes into runs/NAME/<stage>/ and writes DONE last; a rerun skips finished stages and
 redoes an unfinished one from scratch. Every stage is seeded from (seed, stage name), so a run
 killed at any moment and rerun ends with the same numbers as an unbroken one.
@@ -69,9 +73,12 @@ def machine_description(device) -> str:
             f"{threads} torch thread{'s' * (threads != 1)}, {where}, torch {torch.__version__}")
 
 
+METHOD_FREE = ("data", "base", "sft-0")  # the same in DPO-ST and ST (and the control, at equal steps)
+
+
 class Run:
-    def __init__(self, out: Path, config: dict, method: str, plan: list[str]):
-        self.out, self.config, self.method, self.plan = out, config, method, plan
+    def __init__(self, out: Path, config: dict, method: str, plan: list[str], reuse: Path | None = None):
+        self.out, self.config, self.method, self.plan, self.reuse = out, config, method, plan, reuse
         # The model family, decided once: it says how every stage writes prompts and reads answers.
         self.model_type = base_model_type(config)
         self.format = format_for(self.model_type)
@@ -89,6 +96,8 @@ class Run:
         """Run work(folder) unless the stage is DONE; DONE is written last, after all its files.
         Every process follows rank 0's view of DONE, so all of them resume at the same stage."""
         folder = self.out / name
+        if name in METHOD_FREE:
+            self.take_reused(name)
         if agree((folder / "DONE").is_file()):
             return folder
         if self.writes:
@@ -120,6 +129,21 @@ class Run:
         print(f"[{done}/{len(self.plan)}] {name} done in {time.time() - start:.0f}s; {guess}", flush=True)
         return folder
 
+    def take_reused(self, name, steps=None):
+        """--reuse: copy stage `name` from the other run when it finished there (the control: when it trained
+        `steps` steps). The copy holds REUSED (where it came from); its seconds count as 0 in this run."""
+        source, folder = (self.reuse / name if self.reuse else None), self.out / name
+        if (not self.writes or source is None or (folder / "DONE").is_file() or not (source / "DONE").is_file()
+                or (steps is not None and int((source / "steps").read_text()) != steps)):
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+        partial = folder.with_name(f"{name}.part")  # a copy cut short never looks finished
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(source, partial, symlinks=True)
+        (partial / "REUSED").write_text(f"{source.resolve()}\n")
+        partial.rename(folder)
+        print(f"[{self.plan.index(name) + 1}/{len(self.plan)}] {name} copied from {source}", flush=True)
+
     def minutes_left(self, remaining: list[str]) -> tuple[float | None, bool]:
         """(minutes, whether every remaining stage's kind has run once). Each remaining stage is guessed
         to take as long as the last finished stage of its kind; a kind not seen yet counts nothing, so
@@ -129,7 +153,7 @@ class Run:
         if not remaining:
             return 0.0, True
         took = {report.stage_kind(n): report.seconds(self.out, n) for n in self.plan
-                if n not in ("data", "base") and report.finished(self.out, n)}
+                if n not in ("data", "base") and report.finished(self.out, n) and not report.reused(self.out, n)}
         if not took:
             return None, False
         minutes = sum(took.get(report.stage_kind(n), 0.0) for n in remaining) / 60
@@ -292,12 +316,15 @@ def pseudo_stage(run, k, folder):
 
 def main():
     ap = Parser("DPO-ST or ST, end to end, resumable.")
-    ap.add_argument("--config", default="configs/tiny-llama.json", help="a preset (configs/*.json)")
+    ap.add_argument("--config", default="configs/tiny-llama-200-pool2400-iter1.json",
+                    help="a preset (configs/*.json); the default is make iterate's")
     ap.add_argument("--method", choices=["dpo-st", "st"], default="dpo-st", help="with the DPO step, or plain ST")
     ap.add_argument("--iterations", type=int, default=None, help="overrides the config's")
     ap.add_argument("--seed", type=int, default=None,
                     help="overrides the config's: every stage's seed, and the data's unless data.seed is set")
     ap.add_argument("--out", required=True, help="the run's folder; the same command again resumes it")
+    ap.add_argument("--reuse", default=None, help="another method's run of the same config and seed: its "
+                    "finished data, base, sft-0 (and a control of as many steps) are copied, not run again")
     args = ap.parse_args()
     if args.iterations is not None and args.iterations < 1:
         ap.error(f"argument --iterations: {args.iterations} is not allowed (allowed: a whole number >= 1)")
@@ -313,11 +340,21 @@ def main():
     K = config["iterations"]
     each = ["samples", "pairs", "dpo", "pseudo", "sft"] if args.method == "dpo-st" else ["pseudo", "sft"]
     plan = ["data", "base", "sft-0"] + [f"{s}-{k}" for k in range(1, K + 1) for s in each] + ["control"]
-    run = Run(out, config, args.method, plan)  # reads the base model's type: a bad model section stops here
     saved = out / "config.json"
     resolved = {**config, "method": args.method}
     if saved.is_file() and run_settings(json.loads(saved.read_text())) != run_settings(resolved):
         raise ValueError(f"{out} holds a run with another config or method; use a new --out")
+    reuse = Path(args.reuse) if args.reuse else None
+    if reuse is not None:
+        if not (reuse / "config.json").is_file():
+            ap.error(f"argument --reuse: {reuse} is not a run folder (it has no config.json)")
+        if reuse.resolve() == out.resolve():
+            ap.error(f"argument --reuse: {reuse} is this run's own folder (allowed: another method's run)")
+        if (run_settings({**json.loads((reuse / "config.json").read_text()), "method": None})
+                != run_settings({**resolved, "method": None})):
+            ap.error(f"argument --reuse: {reuse} is a run of another config or seed (allowed: the same config "
+                     "and seed, another method)")
+    run = Run(out, config, args.method, plan, reuse)  # reads the base model's type: a bad model section stops here
     if run.writes:
         out.mkdir(parents=True, exist_ok=True)
         write_atomically(saved, (json.dumps(resolved, indent=2) + "\n").encode())
@@ -336,6 +373,7 @@ def main():
         rows = sft_rows(out, labeled, k)
         run.stage(f"sft-{k}", lambda f: sft_stage(run, rows, f))
     final_steps = int((out / f"sft-{K}" / "steps").read_text())
+    run.take_reused("control", steps=final_steps)
     run.stage("control", lambda f: sft_stage(run, labeled, f, steps=final_steps))
     if run.writes:
         report.write(out, args.method, K, run.format, config["about"])

@@ -31,9 +31,14 @@ def finished(out: Path, stage: str) -> bool:
     return (out / stage / "DONE").is_file()
 
 
+def reused(out: Path, stage: str) -> bool:
+    """Whether the stage was copied from another method's run (loop.py --reuse), not run here."""
+    return (out / stage / "REUSED").is_file()
+
+
 def seconds(out: Path, stage: str) -> float:
-    """How long a finished stage took (its DONE file holds the duration)."""
-    return float((out / stage / "DONE").read_text())
+    """How long a finished stage took this run (its DONE file holds the duration; a reused stage took 0)."""
+    return 0.0 if reused(out, stage) else float((out / stage / "DONE").read_text())
 
 
 def iterations(out: Path, K: int) -> dict:
@@ -121,9 +126,9 @@ def stage_kind(stage: str) -> str:
 
 
 def finished_records(out: Path) -> list[tuple[str, dict]]:
-    """(stage, its how_it_ran.json) for every finished stage: how each process ran."""
+    """(stage, its how_it_ran.json) for every stage this run finished (not those it reused): how each ran."""
     return [(p.parent.name, json.loads(p.read_text())) for p in sorted(out.glob("*/how_it_ran.json"))
-            if finished(out, p.parent.name)]
+            if finished(out, p.parent.name) and not reused(out, p.parent.name)]
 
 
 def peak_memory_gb(out: Path) -> float | None:
@@ -244,6 +249,10 @@ def write(out: Path, method: str, iterations: int, fmt: Format, about: str = "")
     peak = everything["peak_memory_gb"]
     lines += [f"Stage times (metrics.json has each): {stage_times_line(everything)}"
               + (f"; peak memory {peak:.2f} GB." if peak is not None else "."), ""]
+    copied = [p.parent.name for p in sorted(out.glob("*/REUSED"))]
+    if copied:
+        origin = Path((out / copied[0] / "REUSED").read_text().strip()).parent
+        lines += [f"Copied from {origin} (loop.py --reuse; not counted above): {', '.join(copied)}.", ""]
     ran = everything["how_it_ran"]
     if ran["machines"]:
         lines += ["How it ran: " + "; ".join(ran["machines"]) + "." + (

@@ -14,7 +14,7 @@ best of --repeats), with its share of this machine's own bounds, measured here t
       length): the tiny default (batch 32 of the world's labeled examples, in its preset's
       micro-batches and in one) and SmolLM2-135M's shape (batch 8 of 128 tokens), ours against
       transformers' LlamaForCausalLM.
-  (d) make iterate's stage times, read from a finished run's metrics.json (runs/tiny-llama-dpo-st-seed0).
+  (d) make iterate's stage times, read from its two runs' metrics.json (runs/tiny-llama-200-pool2400-iter1-*-seed0).
 
 Bounds: matmul FLOP/s (the best of square fp32 and bf16 GEMMs) and copy bytes/s (a 256 MB
 tensor copy, read + write). A row's share of the bound is its useful FLOPs (2 per weight per token for
@@ -295,8 +295,9 @@ def main():
     finally:
         shutil.rmtree(folder)
     print()
-    for line in stage_times(ROOT / "runs" / "tiny-llama-dpo-st-seed0"):
-        print(line)
+    for method in ("dpo-st", "st"):  # ST's copied stages count 0 (loop.py --reuse)
+        for line in stage_times(ROOT / "runs" / f"tiny-llama-200-pool2400-iter1-{method}-seed0"):
+            print(line)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ def config_file(tmp_path, family="llama", **overrides):  # overrides replace who
     return path
 
 
-def loop(config, out, method="dpo-st", **popen):
-    command = [sys.executable, str(ROOT / "loop.py"), "--config", str(config), "--method", method, "--out", str(out)]
+def loop(config, out, method="dpo-st", args=(), **popen):
+    command = [sys.executable, str(ROOT / "loop.py"), "--config", str(config), "--method", method, "--out", str(out),
+               *args]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -271,3 +272,39 @@ def test_sft_order_retrains_a_stage_and_its_own_seed_gives_its_dev_accuracy_agai
     assert bad.returncode != 0 and "--out" in bad.stderr and "exists" in bad.stderr
     bad = run("--lr", "-1", "--out", str(tmp_path / "third"))
     assert bad.returncode != 0 and "lr: -1.0 is not allowed" in bad.stderr and not (tmp_path / "third").exists()
+
+
+def test_st_copies_the_stages_that_do_not_depend_on_the_method_from_a_dpo_st_run(tmp_path):
+    config = config_file(tmp_path)
+    dpo_st, reusing, alone = tmp_path / "dpo-st", tmp_path / "st-reusing", tmp_path / "st-alone"
+    finish(loop(config, dpo_st))
+    stdout = finish(loop(config, reusing, method="st", args=["--reuse", str(dpo_st)]))
+    finish(loop(config, alone, method="st"))
+    for stage in ("data", "base", "sft-0", "control"):  # the smoke model answers nothing: equal steps, so the control too
+        assert f"] {stage} copied from {dpo_st / stage}" in stdout and f"] {stage} done in" not in stdout
+        assert (reusing / stage / "REUSED").read_text().strip() == str((dpo_st / stage).resolve())
+    assert "] pseudo-1 done in" in stdout and "] sft-1 done in" in stdout
+    # Copying changes no number: ST run alone trains the very same sft-0 (stages are seeded by their names).
+    weights = "sft-0/checkpoint/model.safetensors"
+    assert (reusing / weights).read_bytes() == (alone / weights).read_bytes()
+    metrics = lambda out: json.loads((out / "metrics.json").read_text())  # noqa: E731
+    assert without_seconds(metrics(reusing)) == without_seconds(metrics(alone))
+    # The copies take no time of this run, and the report says where they came from.
+    assert metrics(reusing)["seconds"] == {"data": 0.0, "base": 0.0, "sft-0": 0.0, "control": 0.0}
+    assert f"Copied from {dpo_st.resolve()} (loop.py --reuse; not counted above): base, control, data, sft-0." in (
+        reusing / "report.md").read_text()
+    # A control of another number of steps is trained again, not copied.
+    (dpo_st / "control" / "steps").write_text("999\n")
+    again = tmp_path / "st-again"
+    stdout = finish(loop(config, again, method="st", args=["--reuse", str(dpo_st)]))
+    assert "] control done in" in stdout and not (again / "control" / "REUSED").exists()
+    # --reuse of something that is not a run of this config and seed: one line, before any work.
+    new = tmp_path / "st-new"
+    for out, target, extra, problem in [(new, tmp_path / "nothing", [], "is not a run folder (it has no config.json)"),
+                                        (new, dpo_st, ["--seed", "7"], "is a run of another config or seed"),
+                                        (reusing, reusing, [], "is this run's own folder")]:
+        bad = loop(config, out, method="st", args=["--reuse", str(target), *extra])
+        _, stderr = bad.communicate(timeout=120)
+        lines = stderr.strip().splitlines()
+        assert bad.returncode != 0 and lines[-1].startswith(f"loop.py: error: argument --reuse: {target} {problem}")
+    assert not new.exists()
