@@ -152,8 +152,9 @@ class Run:
         so they say nothing about the rest (a copy-pretrained base takes longer than any later stage)."""
         if not remaining:
             return 0.0, True
-        took = {report.stage_kind(n): report.seconds(self.out, n) for n in self.plan
-                if n not in ("data", "base") and report.finished(self.out, n) and not report.reused(self.out, n)}
+        # A stage copied by --reuse counts with the time it took in its own run (its DONE), on this machine.
+        took = {report.stage_kind(n): float((self.out / n / "DONE").read_text()) for n in self.plan
+                if n not in ("data", "base") and report.finished(self.out, n)}
         if not took:
             return None, False
         minutes = sum(took.get(report.stage_kind(n), 0.0) for n in remaining) / 60

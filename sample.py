@@ -5,6 +5,7 @@
 
 How one call works (gpt-fast style, one code path for CPU and CUDA, and for Llama and T5):
   1. prompts are left-padded into one batch and run once (prefill), filling a preallocated cache;
+     a prompt that several rows share (samples of one question) is run once and its cache rows copied;
   2. then every step picks one token per row (greedy, or temperature/top-k/top-p sampling) and runs
      only those tokens through the model;
   3. rows stop at EOS; once a quarter of the batch has stopped, finished rows are dropped (the
@@ -155,12 +156,19 @@ def generate(model, tok, prompts, max_new_tokens, temperature=0.0, top_k=0, top_
     device = model.lm_head.weight.device
     B, T = len(prompts), max(len(p) for p in prompts)
     pad = tok.pad_id if tok.pad_id is not None else tok.eos_id
-    ids = torch.full((B, T), pad, dtype=torch.long)
-    mask = torch.zeros(B, T, dtype=torch.long)
-    for row, prompt in enumerate(prompts):
+    # The loop samples each question 3-5 times: each distinct prompt is run once, and its logits and
+    # cache rows are copied to its samples (the same numbers as running every copy; less work).
+    distinct = {}
+    copy_of = torch.tensor([distinct.setdefault(tuple(p), len(distinct)) for p in prompts], device=device)
+    ids = torch.full((len(distinct), T), pad, dtype=torch.long)
+    mask = torch.zeros(len(distinct), T, dtype=torch.long)
+    for row, prompt in enumerate(distinct):
         ids[row, T - len(prompt):] = torch.tensor(prompt)
         mask[row, T - len(prompt):] = 1
-    logits, cache = model.prefill(ids.to(device), mask.to(device), max_new_tokens)
+    logits, cache = model.prefill(ids.to(device), mask.to(device), max_new_tokens)  # (distinct prompts, V)
+    if len(distinct) < B:
+        logits = logits[copy_of]                                                      # (B, V)
+        cache.keep_rows(copy_of)
 
     generator = torch.Generator(device=device).manual_seed(seed)
     calc = Calculator(tok, format_for(model.config.model_type)) if calculator else None

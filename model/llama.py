@@ -55,6 +55,14 @@ def rotate(x, cos, sin):
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
+def take(t, dim, positions):
+    """t's entries at positions (B, A) along dim, for every row b (t's batch dim may be 1: broadcast)."""
+    B, A = positions.shape
+    t = t.expand(B, *t.shape[1:])
+    index = positions.view(B, *[A if d == dim else 1 for d in range(1, t.dim())])
+    return t.gather(dim, index.expand(*[A if d == dim else n for d, n in enumerate(t.shape)]))
+
+
 def attend_one_query(q, k, v, mask):
     """softmax(q k^T / sqrt(D), masked) v for a single query per row, written out.
 
@@ -80,13 +88,18 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, cfg.hidden_size, bias=bias)
 
-    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int):
-        """x (B, T, hidden); with a cache, this step's keys/values are appended to the cached ones."""
+    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int, queries=None):
+        """x (B, T, hidden); with a cache, this step's keys/values are appended to the cached ones.
+        queries (B, A): only these positions ask (keys and values come from all T); output (B, A, hidden)."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)     # (B, H, T, D)
+        xq, cos_q, sin_q = x, cos, sin
+        if queries is not None:  # the queries' rows of x, of the angles and of the mask
+            xq, cos_q, sin_q, mask = take(x, 1, queries), take(cos, 2, queries), take(sin, 2, queries), take(mask, 2, queries)
+        A = xq.shape[1]
+        q = self.q_proj(xq).view(B, A, self.n_heads, self.head_dim).transpose(1, 2)    # (B, H, A, D)
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        q, k = rotate(q, cos_q, sin_q), rotate(k, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v)                                           # (B, Hkv, cached + T, D)
         if cache is not None and T == 1:  # a decode step: one query per row
@@ -95,7 +108,7 @@ class Attention(nn.Module):
             # Grouped-query attention: each group of n_heads / n_kv_heads query heads shares one k/v head.
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads,
                                                dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, D)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))                        # (B, T, hidden)
+        return self.o_proj(y.transpose(1, 2).reshape(B, A, -1))                        # (B, A, hidden)
 
 
 class MLP(nn.Module):
@@ -119,8 +132,12 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, mask, cache, layer):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
+    def forward(self, x, cos, sin, mask, cache, layer, queries=None):
+        """queries (B, A): the output only at these positions, (B, A, hidden) (the last block of a loss or a prefill)."""
+        h = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer, queries)
+        if queries is not None:
+            x = take(x, 1, queries)                                                    # (B, A, hidden)
+        x = x + h
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -173,12 +190,13 @@ class Llama(nn.Module):
         angles = positions[..., None].float() * inv_freq
         angles = torch.cat((angles, angles), dim=-1)[:, None]  # (B, 1, T, head_dim)
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        last = len(self.model.layers) - 1
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, mask, cache, i)
+            # The last block's queries, MLP and head only where logits are wanted; its keys and values
+            # everywhere (the cache needs them). A loss scores the answer's positions, a prefill one.
+            x = layer(x, cos, sin, mask, cache, i, logits_at if i == last else None)  # last: (B, A, hidden)
         if cache is not None:
             cache.advance(T)
-        if logits_at is not None:
-            x = x.gather(1, logits_at[..., None].expand(-1, -1, x.shape[-1]))  # (B, A, hidden)
         return self.lm_head(self.model.norm(x))
 
     # The generation interface (the same for T5): prefill the prompts, then one token per step.

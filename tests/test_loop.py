@@ -284,6 +284,8 @@ def test_st_copies_the_stages_that_do_not_depend_on_the_method_from_a_dpo_st_run
         assert f"] {stage} copied from {dpo_st / stage}" in stdout and f"] {stage} done in" not in stdout
         assert (reusing / stage / "REUSED").read_text().strip() == str((dpo_st / stage).resolve())
     assert "] pseudo-1 done in" in stdout and "] sft-1 done in" in stdout
+    # The time left counts the copied SFT's own duration: an estimate, not "at least" (no SFT seen).
+    assert "about" in next(line for line in stdout.splitlines() if "] pseudo-1 done in" in line)
     # Copying changes no number: ST run alone trains the very same sft-0 (stages are seeded by their names).
     weights = "sft-0/checkpoint/model.safetensors"
     assert (reusing / weights).read_bytes() == (alone / weights).read_bytes()

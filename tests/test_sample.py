@@ -139,6 +139,22 @@ def test_batch_compaction_gives_each_row_what_it_gets_alone(tmp_path):
     assert together == [generate(ours, tok, [p], max_new_tokens=30)[0] for p in prompts]
 
 
+@pytest.mark.parametrize("family", ["llama", "t5"])
+def test_a_prompt_repeated_in_the_batch_is_run_once_and_each_copy_decodes_as_it_would_alone(tmp_path, family):
+    hf = hf_llama(num_attention_heads=4, num_key_value_heads=2) if family == "llama" else hf_t5(untie=True)
+    ours = loaded(tmp_path, hf, family)[0]
+    a, b, c = ragged_prompts(80, lengths=(6, 3, 9))
+    prompts = [a, b, a, c, a, b]  # the loop's samples of one question share its prompt, in any order
+    tok = IdsOnly()
+    tok.eos_id = eos_it_likes(ours, [a, b, c], 20)
+    alone = {tuple(p): generate(ours, tok, [p], max_new_tokens=20)[0] for p in (a, b, c)}
+    assert len(set(map(tuple, alone.values()))) == 3  # the three prompts decode differently
+    assert generate(ours, tok, prompts, max_new_tokens=20) == [alone[tuple(p)] for p in prompts]
+    # Sampled copies share the prompt's cache rows but draw their own tokens.
+    sampled = generate(ours, tok, prompts, max_new_tokens=20, temperature=1.0, seed=1)
+    assert sampled[0] != sampled[2] or sampled[2] != sampled[4]
+
+
 def test_seeded_sampling_is_reproducible(tmp_path):
     ours = loaded(tmp_path, hf_llama(num_attention_heads=4, num_key_value_heads=2), "llama")[0]
     prompts = ragged_prompts(96)
