@@ -190,13 +190,18 @@ class Llama(nn.Module):
         angles = positions[..., None].float() * inv_freq
         angles = torch.cat((angles, angles), dim=-1)[:, None]  # (B, 1, T, head_dim)
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        # Without gradients the last block computes its queries, MLP and head only where logits are wanted
+        # (a prefill wants one position), its keys and values everywhere (the cache needs them): the same
+        # numbers for less work. Not in training: there it changes the order in which weight gradients are
+        # summed, so every SFT result would move (docs/speed.md measured it); the loss gathers at the end.
+        cut = logits_at is not None and not torch.is_grad_enabled()
         last = len(self.model.layers) - 1
         for i, layer in enumerate(self.model.layers):
-            # The last block's queries, MLP and head only where logits are wanted; its keys and values
-            # everywhere (the cache needs them). A loss scores the answer's positions, a prefill one.
-            x = layer(x, cos, sin, mask, cache, i, logits_at if i == last else None)  # last: (B, A, hidden)
+            x = layer(x, cos, sin, mask, cache, i, logits_at if cut and i == last else None)  # cut: (B, A, hidden)
         if cache is not None:
             cache.advance(T)
+        if logits_at is not None and not cut:
+            x = take(x, 1, logits_at)                                                # (B, A, hidden)
         return self.lm_head(self.model.norm(x))
 
     # The generation interface (the same for T5): prefill the prompts, then one token per step.

@@ -92,11 +92,12 @@ def test_llama_logits_at_chosen_positions_match_transformers(tmp_path):
     ours, _ = loaded(tmp_path, hf, "llama")
     ids, mask = left_padded_batch()
     at = torch.tensor([[10, 4, 7], [8, 9, 10], [10, 10, 9]])  # (B, A), any order, repeats allowed
-    with torch.no_grad():
+    with torch.no_grad():  # the last block runs only at these positions
         got = ours(ids, attention_mask=mask, logits_at=at)
+    with_grad = ours(ids, attention_mask=mask, logits_at=at)  # training: every position, gathered at the end
     want = hf_llama_logits(hf, ids, mask).gather(1, at[..., None].expand(-1, -1, LLAMA_VOCAB))
-    assert got.shape == (3, 3, LLAMA_VOCAB)
-    assert rel_err(got, want) <= MAX_REL_ERR
+    assert got.shape == with_grad.shape == (3, 3, LLAMA_VOCAB)
+    assert rel_err(got, want) <= MAX_REL_ERR and rel_err(with_grad.detach(), want) <= MAX_REL_ERR
 
 
 def test_llama_tied_head_is_shared_and_untied_is_not(tmp_path):
