@@ -133,7 +133,7 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, cos, sin, mask, cache, layer, queries=None):
-        """queries (B, A): the output only at these positions, (B, A, hidden) (the last block of a loss or a prefill)."""
+        """queries (B, A): the output only at these positions, (B, A, hidden) (the last block, without gradients)."""
         h = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer, queries)
         if queries is not None:
             x = take(x, 1, queries)                                                    # (B, A, hidden)

@@ -62,7 +62,7 @@ def table(runs, split):
         lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | " + " | ".join(cells) + " |")
     for method in NAMES:
         group = [run for run in runs if run["method"] == method and run["K"] == K]
-        if group:
+        if len(group) > 1:  # one seed's mean is its row
             cells = [mean_sd([run["metrics"][stage][split] for run in group]) if split in group[0]["metrics"][stage]
                      else "–" for stage in columns(group[0])]
             seeds = f"{len(group)} seed" + ("s" if len(group) > 1 else "")

@@ -36,6 +36,7 @@ def test_seed_table_means_and_differences(tmp_path):
     # mean and sample standard deviation of (10, 14), (20, 16), (12, 12)
     assert "| **DPO-ST mean ± sd (2 seeds)** | 12.0 ± 2.8 | 18.0 ± 2.8 | 12.0 ± 0.0 |" in out
     assert "per seed [0]: +5.0 (mean +5.0)" in out  # only seed 0 ran both methods
+    assert "**ST mean" not in out  # ST has one seed: its row is its mean
     assert "| ST seed 0 | 37.5 / 2 |" in out  # pass@1 of the pseudo-label samples / pooled labels
     assert "| ST seed 0 | 4.0 | 1.23 | CPU X (AVX2), 2 cores, 1 torch thread | 1.0, 1.0 |" in out  # how it ran
 
