@@ -114,7 +114,7 @@ def test_generate_forces_the_calculator_result(tmp_path, name):
         want = ["[ 7 * 6 = 42]", "[ 48 / 2 = 24]"]
     scripts = [tok.encode(t) + [tok.eos_id] for t in texts]
     model = ScriptedModel(scripts, tok.vocab_size, is_encoder_decoder=fmt is T5)
-    prompts = [[5]] * len(scripts)
+    prompts = [[5 + i] for i in range(len(scripts))]  # distinct: rows that share a prompt share its prefill
     with_calc = [tok.decode(out) for out in generate(model, tok, prompts, 80, calculator=True)]
     without = [tok.decode(out) for out in generate(model, tok, prompts, 80, calculator=False)]
     assert without == [tok.decode(s) for s in scripts]  # the script as written, wrong results and all
