@@ -65,8 +65,7 @@ def table(runs, split):
         if len(group) > 1:  # one seed's mean is its row
             cells = [mean_sd([run["metrics"][stage][split] for run in group]) if split in group[0]["metrics"][stage]
                      else "–" for stage in columns(group[0])]
-            seeds = f"{len(group)} seed" + ("s" if len(group) > 1 else "")
-            lines.append(f"| **{NAMES[method]} mean ± sd ({seeds})** | " + " | ".join(cells) + " |")
+            lines.append(f"| **{NAMES[method]} mean ± sd ({len(group)} seeds)** | " + " | ".join(cells) + " |")
     by_seed = {(run["method"], run["seed"]): run["metrics"] for run in runs}
     seeds = sorted(seed for method, seed in by_seed if method == "dpo-st" and ("st", seed) in by_seed)
     if seeds:
