@@ -133,8 +133,7 @@ class Run:
         """--reuse: copy stage `name` from the other run when it finished there (the control: when it trained
         `steps` steps). The copy holds REUSED (where it came from); its seconds count as 0 in this run."""
         source, folder = (self.reuse / name if self.reuse else None), self.out / name
-        if (not self.writes or source is None or (folder / "DONE").is_file() or not (source / "DONE").is_file()
-                or (steps is not None and int((source / "steps").read_text()) != steps)):
+        if not self.writes or (folder / "DONE").is_file() or not self.reusable(name, steps):
             return
         shutil.rmtree(folder, ignore_errors=True)
         partial = folder.with_name(f"{name}.part")  # a copy cut short never looks finished
@@ -144,6 +143,19 @@ class Run:
         partial.rename(folder)
         print(f"[{self.plan.index(name) + 1}/{len(self.plan)}] {name} copied from {source}", flush=True)
 
+    def reusable(self, name, steps=None) -> bool:
+        """Whether --reuse's run finished stage `name` (with `steps` steps, when given), so it can be copied."""
+        source = self.reuse / name if self.reuse else None
+        return (source is not None and (source / "DONE").is_file()
+                and (steps is None or int((source / "steps").read_text()) == steps))
+
+    def will_copy(self, name) -> bool:
+        """Whether a stage not run yet will be copied from --reuse's run: the method-free stages, and the
+        control when every SFT has the config's fixed steps (else its steps are known only after sft-K)."""
+        fixed = self.config["sft"].get("steps")
+        return (name in METHOD_FREE and self.reusable(name)
+                or name == "control" and bool(fixed) and self.reusable(name, fixed))
+
     def minutes_left(self, remaining: list[str]) -> tuple[float | None, bool]:
         """(minutes, whether every remaining stage's kind has run once). Each remaining stage is guessed
         to take as long as the last finished stage of its kind; a kind not seen yet counts nothing, so
@@ -152,11 +164,13 @@ class Run:
         so they say nothing about the rest (a copy-pretrained base takes longer than any later stage)."""
         if not remaining:
             return 0.0, True
-        # A stage copied by --reuse counts with the time it took in its own run (its DONE), on this machine.
-        took = {report.stage_kind(n): float((self.out / n / "DONE").read_text()) for n in self.plan
+        # A stage copied by --reuse counts with the time it took in its own run, on this machine; one that
+        # will be copied takes no time.
+        took = {report.stage_kind(n): report.duration(self.out, n) for n in self.plan
                 if n not in ("data", "base") and report.finished(self.out, n)}
         if not took:
             return None, False
+        remaining = [n for n in remaining if not self.will_copy(n)]
         minutes = sum(took.get(report.stage_kind(n), 0.0) for n in remaining) / 60
         return minutes, all(report.stage_kind(n) in took for n in remaining)
 

@@ -36,9 +36,14 @@ def reused(out: Path, stage: str) -> bool:
     return (out / stage / "REUSED").is_file()
 
 
+def duration(out: Path, stage: str) -> float:
+    """How long a finished stage took in the run that ran it (its DONE file holds the duration)."""
+    return float((out / stage / "DONE").read_text())
+
+
 def seconds(out: Path, stage: str) -> float:
-    """How long a finished stage took this run (its DONE file holds the duration; a reused stage took 0)."""
-    return 0.0 if reused(out, stage) else float((out / stage / "DONE").read_text())
+    """How long a finished stage took this run (a stage copied from another run took 0)."""
+    return 0.0 if reused(out, stage) else duration(out, stage)
 
 
 def iterations(out: Path, K: int) -> dict:

@@ -197,6 +197,34 @@ def test_time_left_ignores_the_one_off_stages_and_is_a_lower_bound_until_each_ki
     assert run.minutes_left([]) == (0.0, True)
 
 
+def test_time_left_counts_nothing_for_the_stages_reuse_will_copy(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from loop import Run, load_config
+
+    def finished(folder, name, seconds, steps=None):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "DONE").write_text(f"{seconds}\n")
+        if steps is not None:
+            (folder / name / "steps").write_text(f"{steps}\n")
+
+    source = tmp_path / "dpo-st"
+    for name, seconds in [("data", 1.0), ("base", 1.0), ("sft-0", 300.0), ("control", 300.0)]:
+        finished(source, name, seconds, steps=600)
+    plan = ["data", "base", "sft-0", "pseudo-1", "sft-1", "control"]
+    config = load_config(ROOT / "configs" / "tiny-llama-200-pool.json")  # every SFT 600 steps
+    assert config["sft"]["steps"] == 600
+    out = tmp_path / "st"
+    run = Run(out, config, "st", plan, reuse=source)
+    finished(out, "sft-0", 300.0)  # as take_reused leaves it: its own run's duration
+    (out / "sft-0" / "REUSED").write_text(f"{source}\n")
+    finished(out, "pseudo-1", 60.0)
+    # sft-1 runs (as long as sft-0 took); the control will be copied from the DPO-ST run.
+    assert run.minutes_left(plan[4:]) == (pytest.approx(300 / 60), True)
+    # Where SFT runs by epochs, the control's steps are known only after sft-1: it counts.
+    epochs = Run(out, {**config, "sft": {**config["sft"], "steps": 0}}, "st", plan, reuse=source)
+    assert epochs.minutes_left(plan[4:]) == (pytest.approx(600 / 60), True)
+
+
 def test_a_preset_that_extends_another_holds_only_its_changes(tmp_path):
     sys.path.insert(0, str(ROOT))
     from loop import load_config
