@@ -2,10 +2,11 @@
 
     python scripts/seed_table.py runs/tiny-llama-dpo-st-seed0 runs/tiny-llama-dpo-st-seed1 ... [--split test]
 
-For each split: one row per run (method, seed) with SFT, each iteration and the step-matched
+For test and dev: one row per run (method, seed) with SFT, each iteration and the step-matched
 control, then the mean and standard deviation over seeds per method, and, where both methods ran
 with the same seeds, DPO-ST minus ST per seed (its spread is the point: seeds differ a lot here).
-With two or more such seeds, a 95% interval for that difference (Student's t).
+With two or more such seeds, a 95% interval for that difference (Student's t). The OOD sets, which
+only SFT, the last iteration and the control evaluate, share one table.
 Then, per iteration, the mechanism the paper's Fig. 6 shows: the pass@1 of the samples taken for
 pseudo-labels (DPO-ST samples from its DPO model, ST from its SFT model) and the size of the pooled
 pseudo-label set that came out of them; each run's preconditions; and how each ran (its minutes, peak
@@ -70,11 +71,35 @@ def table(runs, split):
     seeds = sorted(seed for method, seed in by_seed if method == "dpo-st" and ("st", seed) in by_seed)
     if seeds:
         diffs = [by_seed["dpo-st", s][f"sft-{K}"][split] - by_seed["st", s][f"sft-{K}"][split] for s in seeds]
-        lines += ["", f"DPO-ST minus ST after iteration {K}, per seed {seeds}: "
-                  + ", ".join(f"{d:+.1f}" for d in diffs) + f" (mean {statistics.mean(diffs):+.1f})"]
+        lines += ["", f"DPO-ST minus ST after iteration {K}, per seed {seeds}: " + ", ".join(f"{d:+.1f}" for d in diffs)]
+        if len(diffs) > 1:
+            lines[-1] += f" (mean {statistics.mean(diffs):+.1f})"
         if 2 <= len(diffs) <= 10:
             half = T_975[len(diffs) - 1] * statistics.stdev(diffs) / len(diffs) ** 0.5
             lines[-1] += f"; 95% interval {statistics.mean(diffs) - half:+.1f} to {statistics.mean(diffs) + half:+.1f}"
+    return "\n".join(lines + [""])
+
+
+def ood_table(runs, splits):
+    """The OOD sets side by side, each as SFT -> the last iteration (the control): the only stages that
+    evaluate them. With two or more seeds of a method, the means of those three."""
+    K = max(run["K"] for run in runs)
+    lines = heading(f"OOD sets: SFT -> iteration {K} (step-matched control)", ["run"] + splits)
+
+    def cell(metrics_of_seeds, split):
+        sft, last, control = (statistics.mean(m[stage][split] for m in metrics_of_seeds)
+                              for stage in ("sft-0", f"sft-{K}", "control"))
+        return f"{sft:.1f} -> {last:.1f} ({control:.1f})"
+
+    for run in runs:
+        if run["K"] == K:
+            lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | "
+                         + " | ".join(cell([run["metrics"]], split) for split in splits) + " |")
+    for method in NAMES:
+        group = [run["metrics"] for run in runs if run["method"] == method and run["K"] == K]
+        if len(group) > 1:
+            lines.append(f"| **{NAMES[method]} mean ({len(group)} seeds)** | "
+                         + " | ".join(cell(group, split) for split in splits) + " |")
     return "\n".join(lines + [""])
 
 
@@ -147,16 +172,21 @@ def mean_plot(runs, split) -> str:
 def main():
     ap = argparse.ArgumentParser(description="Per-seed and mean accuracy tables over finished runs.")
     ap.add_argument("runs", nargs="+", help="run folders written by loop.py")
-    ap.add_argument("--split", action="append", help="only these splits (default: all)")
+    ap.add_argument("--split", action="append", help="only these splits, each in its own table (default: "
+                    "every split: test and dev each in a table, the OOD sets together in one)")
     ap.add_argument("--svg", help="also write each method's mean over seeds on the first split here (an SVG file)")
     args = ap.parse_args()
     if args.svg and not Path(args.svg).resolve().parent.is_dir():
         ap.error(f"argument --svg: {args.svg}: its folder does not exist")
     runs = sorted(load_runs(args.runs), key=lambda run: (run["method"] != "dpo-st", run["seed"]))
-    splits = args.split or ["test"] + sorted(s for s in runs[0]["metrics"]["sft-0"] if s != "test")
+    every = ["test"] + sorted(s for s in runs[0]["metrics"]["sft-0"] if s != "test")
+    splits = args.split or [s for s in every if not s.startswith("ood-")]
     print("Greedy accuracy (%), calculator on.\n")
     for split in splits:
         print(table(runs, split))
+    ood = [s for s in every if s.startswith("ood-")]
+    if ood and not args.split:
+        print(ood_table(runs, ood))
     print(pseudo_label_table(runs))
     print(precondition_table(runs))
     print(how_they_ran_table(runs))

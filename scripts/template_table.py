@@ -51,13 +51,14 @@ def main():
                     help="the split whose accuracies are counted (every SFT stage evaluates both)")
     args = ap.parse_args()
     runs = [Path(r) for r in args.runs]
-    names = sorted(set(templates_of(runs[0], [args.split]).values()))
+    of_split = {run: templates_of(run, [args.split]) for run in runs}
+    names = sorted(set(of_split[runs[0]].values()))
     accuracy_rows, pseudo_rows = [], []
     for run in runs:
         config = json.loads(need(run / "config.json").read_text())
         label = f"{NAMES[config['method']]} seed {config['seed']}"
         trained_on = templates_of(run, ["labeled", "unlabeled"])  # the questions pseudo-labels come from
-        template = {**templates_of(run, [args.split]), **trained_on}
+        template = {**of_split[run], **trained_on}
         for stage in [f"sft-{k}" for k in range(config["iterations"] + 1)]:
             right, total = Counter(), Counter()
             for record in read_jsonl(need(run / stage / f"eval-{args.split}.jsonl")):

@@ -35,7 +35,7 @@ def test_seed_table_means_and_differences(tmp_path):
     assert "| DPO-ST seed 1 | 14.0 | 16.0 | 12.0 |" in out
     # mean and sample standard deviation of (10, 14), (20, 16), (12, 12)
     assert "| **DPO-ST mean ± sd (2 seeds)** | 12.0 ± 2.8 | 18.0 ± 2.8 | 12.0 ± 0.0 |" in out
-    assert "per seed [0]: +5.0 (mean +5.0)" in out  # only seed 0 ran both methods
+    assert "per seed [0]: +5.0\n" in out  # only seed 0 ran both methods: its difference is the mean
     assert "**ST mean" not in out  # ST has one seed: its row is its mean
     assert "| ST seed 0 | 37.5 / 2 |" in out  # pass@1 of the pseudo-label samples / pooled labels
     assert "| ST seed 0 | 4.0 | 1.23 | CPU X (AVX2), 2 cores, 1 torch thread | 1.0, 1.0 |" in out  # how it ran
@@ -72,3 +72,20 @@ def test_seed_table_plots_each_methods_mean_over_seeds(tmp_path):
     refused = subprocess.run([sys.executable, "scripts/seed_table.py", str(tmp_path / "a"), "--svg",
                               str(tmp_path / "no-such-folder" / "means.svg")], cwd=REPO, capture_output=True, text=True)
     assert refused.returncode == 2 and "--svg" in refused.stderr and "no-such-folder" in refused.stderr
+
+
+def test_seed_table_puts_the_ood_sets_in_one_table_of_sft_last_iteration_and_control(tmp_path):
+    for name, method, seed, ood in [("a", "dpo-st", 0, (2.0, 5.0, 3.0)), ("b", "dpo-st", 1, (4.0, 8.0, 2.0)),
+                                    ("c", "st", 0, (2.0, 4.0, 3.0))]:
+        fake_run(tmp_path / name, method, seed, {"sft-0": 10.0, "sft-1": 20.0, "control": 12.0})
+        for stage, accuracy in zip(("sft-0", "sft-1", "control"), ood):
+            path = tmp_path / name / stage / "eval.json"
+            path.write_text(json.dumps({**json.loads(path.read_text()), "ood-x": accuracy}))
+    out = subprocess.run([sys.executable, "scripts/seed_table.py", *(str(tmp_path / n) for n in "abc")], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert "### test" in out and "### dev" in out and "### ood-x" not in out
+    assert "| DPO-ST seed 1 | 4.0 -> 8.0 (2.0) |" in out and "| ST seed 0 | 2.0 -> 4.0 (3.0) |" in out
+    assert "| **DPO-ST mean (2 seeds)** | 3.0 -> 6.5 (2.5) |" in out
+    asked = subprocess.run([sys.executable, "scripts/seed_table.py", str(tmp_path / "a"), "--split", "ood-x"],
+                           cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "### ood-x" in asked and "| DPO-ST seed 0 | 2.0 | 5.0 | 3.0 |" in asked  # asked for: its own table
