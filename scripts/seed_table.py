@@ -86,20 +86,19 @@ def ood_table(runs, splits):
     K = max(run["K"] for run in runs)
     lines = heading(f"OOD sets: SFT -> iteration {K} (step-matched control)", ["run"] + splits)
 
-    def cell(metrics_of_seeds, split):
-        sft, last, control = (statistics.mean(m[stage][split] for m in metrics_of_seeds)
-                              for stage in ("sft-0", f"sft-{K}", "control"))
-        return f"{sft:.1f} -> {last:.1f} ({control:.1f})"
+    def cell(metrics_of_seeds, split, last):
+        sft, at_last, control = (statistics.mean(m[stage][split] for m in metrics_of_seeds)
+                                 for stage in ("sft-0", f"sft-{last}", "control"))
+        return f"{sft:.1f} -> {at_last:.1f} ({control:.1f})"
 
-    for run in runs:
-        if run["K"] == K:
-            lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | "
-                         + " | ".join(cell([run["metrics"]], split) for split in splits) + " |")
+    for run in runs:  # a run of fewer iterations shows its own last one
+        lines.append(f"| {NAMES[run['method']]} seed {run['seed']} | "
+                     + " | ".join(cell([run["metrics"]], split, run["K"]) for split in splits) + " |")
     for method in NAMES:
         group = [run["metrics"] for run in runs if run["method"] == method and run["K"] == K]
         if len(group) > 1:
             lines.append(f"| **{NAMES[method]} mean ({len(group)} seeds)** | "
-                         + " | ".join(cell(group, split) for split in splits) + " |")
+                         + " | ".join(cell(group, split, K) for split in splits) + " |")
     return "\n".join(lines + [""])
 
 
