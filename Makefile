@@ -47,7 +47,7 @@ base: setup
 	$(PY) pretrain.py --init configs/scratch-llama.json --out bases/tiny-llama $(BASE_RECIPE)
 
 # The tiny T5 pretrained with the same recipe (bases/tiny-t5, not shipped: it does not learn to copy;
-# docs/results-world.md), for configs/tiny-t5-world.json. About 25-40 minutes on 2 cores.
+# docs/results-world.md), for configs/tiny-t5-world.json. It took 41 minutes on one thread beside two runs.
 base-t5: setup
 	$(PY) pretrain.py --init configs/tiny-t5.json --out bases/tiny-t5 $(BASE_RECIPE)
 

@@ -173,6 +173,14 @@ def test_every_preset_loads_without_unknown_keys(preset):
     assert config["iterations"] >= 1 and config["sft"]["lr"] > 0
 
 
+def finished(folder, name, seconds, steps=None):
+    """A stage as loop.py leaves it: DONE holds its duration; an SFT stage's `steps` file its step count."""
+    (folder / name).mkdir(parents=True)
+    (folder / name / "DONE").write_text(f"{seconds}\n")
+    if steps is not None:
+        (folder / name / "steps").write_text(f"{steps}\n")
+
+
 def test_time_left_ignores_the_one_off_stages_and_is_a_lower_bound_until_each_kind_has_run(tmp_path):
     sys.path.insert(0, str(ROOT))
     from loop import Run, load_config
@@ -180,19 +188,15 @@ def test_time_left_ignores_the_one_off_stages_and_is_a_lower_bound_until_each_ki
     plan = ["data", "base", "sft-0", "samples-1", "pairs-1", "dpo-1", "sft-1", "control"]
     run = Run(tmp_path, load_config(ROOT / "configs" / "smoke.json"), "dpo-st", plan)
 
-    def finished(name, seconds):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "DONE").write_text(f"{seconds}\n")
-
-    finished("data", 1.0)
-    finished("base", 600.0)  # a long copy pretraining must not inflate the guess for every later stage
+    finished(tmp_path, "data", 1.0)
+    finished(tmp_path, "base", 600.0)  # a long copy pretraining must not inflate the guess for every later stage
     assert run.minutes_left(plan[2:]) == (None, False)
-    finished("sft-0", 120.0)
-    finished("samples-1", 60.0)
+    finished(tmp_path, "sft-0", 120.0)
+    finished(tmp_path, "samples-1", 60.0)
     # sft-1 and control take as long as sft-0; pairs-1 and dpo-1 (unseen) count nothing: a lower bound.
     assert run.minutes_left(plan[4:]) == (pytest.approx((120 + 120) / 60), False)
-    finished("pairs-1", 3.0)
-    finished("dpo-1", 30.0)
+    finished(tmp_path, "pairs-1", 3.0)
+    finished(tmp_path, "dpo-1", 30.0)
     assert run.minutes_left(plan[6:]) == (pytest.approx(4.0), True)
     assert run.minutes_left([]) == (0.0, True)
 
@@ -200,12 +204,6 @@ def test_time_left_ignores_the_one_off_stages_and_is_a_lower_bound_until_each_ki
 def test_time_left_counts_nothing_for_the_stages_reuse_will_copy(tmp_path):
     sys.path.insert(0, str(ROOT))
     from loop import Run, load_config
-
-    def finished(folder, name, seconds, steps=None):
-        (folder / name).mkdir(parents=True)
-        (folder / name / "DONE").write_text(f"{seconds}\n")
-        if steps is not None:
-            (folder / name / "steps").write_text(f"{steps}\n")
 
     source = tmp_path / "dpo-st"
     for name, seconds in [("data", 1.0), ("base", 1.0), ("sft-0", 300.0), ("control", 300.0)]:
