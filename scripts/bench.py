@@ -16,7 +16,7 @@ best of --repeats), with its share of this machine's own bounds, measured here t
       transformers' LlamaForCausalLM.
   (d) make iterate's stage times, read from its two runs' metrics.json (runs/tiny-llama-200-pool2400-iter1-*-seed0).
 
-Bounds: matmul FLOP/s (the best of square fp32 and bf16 GEMMs) and copy bytes/s (a 256 MB
+Bounds: matmul FLOP/s (square GEMMs, fp32 for the fp32 rows, bf16 for the bf16 ones) and copy bytes/s (a 256 MB
 tensor copy, read + write). A row's share of the bound is its useful FLOPs (2 per weight per token for
 the linear layers, 4 x layers x hidden x keys for attention; training x3) over the FLOP bound; for
 greedy B = 1 also the weight bytes streamed per token over the copy bandwidth.
@@ -55,14 +55,15 @@ BASE = ROOT / "bases" / "tiny-llama"
 
 # --- this machine's bounds ---------------------------------------------------------------------
 
-def flops_bound(repeats) -> float:
-    best = 0.0
+def flops_bounds(repeats) -> dict:
+    """Square 1024 GEMM FLOP/s per dtype: a row is measured against its own dtype's rate (a CPU with a
+    bf16 unit multiplies bf16 about twice as fast as fp32; one without, several times slower)."""
+    bounds = {}
     for dtype in (torch.float32, torch.bfloat16):
         a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
-        for _ in range(repeats + 1):
-            seconds, _ = timed(lambda: [a @ b for _ in range(4)], "cpu")
-            best = max(best, 4 * 2 * 1024 ** 3 / seconds)
-    return best
+        bounds[dtype] = max(4 * 2 * 1024 ** 3 / timed(lambda: [a @ b for _ in range(4)], "cpu")[0]
+                            for _ in range(repeats + 1))
+    return bounds
 
 
 def copy_bandwidth(repeats) -> float:
@@ -141,7 +142,7 @@ def bench_loop_sampling(repeats, quick, bound):
     our_tps, ref_tps = tokens(our_rows) / our_s, tokens(ref_rows) / ref_s
     share = our_tps * token_flops(ours, keys) / bound
     return [f"| (a) loop sampling, tiny base, B={n}, T 0.7, top-k 50, {new} new, calculator | "
-            f"{ref_tps:,.0f} useful tok/s | {our_tps:,.0f} | {our_tps / ref_tps:.2f}x | {100 * share:.0f}% of FLOP/s |"]
+            f"{ref_tps:,.0f} useful tok/s | {our_tps:,.0f} | {our_tps / ref_tps:.2f}x | {100 * share:.0f}% of float32 FLOP/s |"]
 
 
 def best_of(reference, ours, repeats):
@@ -178,7 +179,7 @@ def bench_greedy(folder, hf, repeats, quick, bound, bandwidth):
             mine = lambda: generate(ours, NoEOS(), prompts.tolist(), new)  # noqa: E731
             (ref_s, ref_out), (our_s, our_out) = best_of(theirs, mine, repeats)
             tps, ref_tps = batch * new / our_s, batch * new / ref_s
-            share = f"{100 * tps * token_flops(ours, prompt_len + new / 2) / bound:.0f}% of FLOP/s"
+            share = f"{100 * tps * token_flops(ours, prompt_len + new / 2) / bound[dtype]:.0f}% of {str(dtype)[6:]} FLOP/s"
             if batch == 1:
                 weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
                 share += f", {100 * tps * weight_bytes / bandwidth:.0f}% of bytes/s"
@@ -240,7 +241,7 @@ def bench_sft(name, folder, batch_examples, micro, repeats, bound):
     keys = tokens / len(prompts) / 2
     share = 3 * tokens * token_flops(ours, keys) / our_s / bound
     return [f"| (c) SFT step, {name}, {len(prompts)} examples ({micro} a micro-batch), {tokens} tokens | {ref_s * 1000:.0f} ms | "
-            f"{our_s * 1000:.0f} ms | {ref_s / our_s:.2f}x | {100 * share:.0f}% of FLOP/s |"]
+            f"{our_s * 1000:.0f} ms | {ref_s / our_s:.2f}x | {100 * share:.0f}% of float32 FLOP/s |"]
 
 
 def world_batch(tok):
@@ -271,10 +272,12 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each; the best counts")
     ap.add_argument("--quick", action="store_true", help="small shapes (a check of the script, not a measurement)")
     args = ap.parse_args()
-    bound, bandwidth = flops_bound(args.repeats), copy_bandwidth(args.repeats)
+    bounds, bandwidth = flops_bounds(args.repeats), copy_bandwidth(args.repeats)
+    bound = bounds[torch.float32]  # the fp32 rows': (a), (c), (b) in fp32
     print(f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), transformers "
           f"{transformers.__version__}, {torch.get_num_threads()} threads; bounds measured here: "
-          f"{bound / 1e9:.0f} GFLOP/s (GEMM), {bandwidth / 1e9:.1f} GB/s (copy)\n")
+          f"{bound / 1e9:.0f} GFLOP/s fp32 GEMM, {bounds[torch.bfloat16] / 1e9:.0f} bf16, "
+          f"{bandwidth / 1e9:.1f} GB/s (copy)\n")
     print("| what | reference | ours | ours / reference | share of the bound |")
     print("|---|---|---|---|---|")
     with torch.no_grad():
@@ -284,7 +287,7 @@ def main():
     try:
         hf = smollm2(folder, args.quick)
         with torch.no_grad():
-            for line in bench_greedy(folder, hf, args.repeats, args.quick, bound, bandwidth):
+            for line in bench_greedy(folder, hf, args.repeats, args.quick, bounds, bandwidth):
                 print(line, flush=True)
         preset = load_config(ROOT / "configs" / "tiny-llama.json")["sft"]
         for micro in sorted({preset["micro_batch_size"], preset["batch_size"]}):
