@@ -87,6 +87,32 @@ def test_llama_logits_match_transformers(tmp_path, variant):
     assert rel_err(alone[0], got[2, -3:]) <= MAX_REL_ERR
 
 
+def grads_rel_err(ours, hf, ours_logits, hf_logits, real):
+    """Backpropagate the same random weighting of the real positions' logits through both models;
+    the largest relative error over every parameter's gradient (matched by its HF name)."""
+    weights = torch.randn(ours_logits.shape, generator=torch.Generator().manual_seed(3)) * real[..., None]
+    (ours_logits * weights).sum().backward()
+    (hf_logits * weights).sum().backward()
+    theirs = dict(hf.named_parameters())
+    errors = {name: rel_err(p.grad, theirs[name].grad) for name, p in ours.named_parameters()}
+    assert len(errors) > 10 and all(theirs[name].grad is not None for name in errors)
+    return max(errors.values()), max(errors, key=errors.get)
+
+
+@pytest.mark.parametrize("variant", ["mha-tied", "gqa-untied", "biases"])
+def test_llama_gradients_match_transformers(tmp_path, variant):
+    """Training runs backward through our model: its gradients, not only its logits, must be HF's
+    (right-padded, as SFT and DPO batch their examples)."""
+    hf = hf_llama(**LLAMA_VARIANTS[variant]).train()
+    ours, _ = loaded(tmp_path, hf, "llama")
+    ours.train()
+    ids, mask = left_padded_batch()
+    ids, mask = ids.flip(-1), mask.flip(-1)  # right-padded
+    error, worst = grads_rel_err(ours, hf, ours(ids, attention_mask=mask),
+                                 hf(input_ids=ids, attention_mask=mask).logits, mask.bool())
+    assert error <= MAX_REL_ERR, worst
+
+
 def test_llama_logits_at_chosen_positions_match_transformers(tmp_path):
     hf = hf_llama(num_attention_heads=4, num_key_value_heads=2)
     ours, _ = loaded(tmp_path, hf, "llama")
@@ -190,6 +216,19 @@ def test_t5_logits_match_transformers(tmp_path, variant):
     with torch.no_grad():
         again = reloaded(input_ids=enc, attention_mask=enc_mask, decoder_input_ids=dec).logits
     assert rel_err(got, again) <= MAX_REL_ERR
+
+
+@pytest.mark.parametrize("variant", T5_VARIANTS)
+def test_t5_gradients_match_transformers(tmp_path, variant):
+    """The encoder's relative position bias, the cross-attention and the head all get HF's gradients."""
+    hf = hf_t5(**T5_VARIANTS[variant], dropout_rate=0.0).train()
+    ours, _ = loaded(tmp_path, hf, "t5")
+    ours.train()
+    enc, enc_mask, dec = t5_batch()
+    error, worst = grads_rel_err(ours, hf, ours(enc, attention_mask=enc_mask, decoder_input_ids=dec),
+                                 hf(input_ids=enc, attention_mask=enc_mask, decoder_input_ids=dec).logits,
+                                 torch.ones(dec.shape, dtype=torch.bool))
+    assert error <= MAX_REL_ERR, worst
 
 
 def test_t5_transformers4_style_config_untied(tmp_path):
