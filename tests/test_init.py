@@ -38,3 +38,26 @@ def test_init_scales_match_transformers():
     t5 = init_from_config(T5)
     assert t5.lm_head.weight is not t5.shared.weight
     assert abs(t5.lm_head.weight.std().item() - 1.0) < 0.1  # HF: normal(0, factor) for an untied head
+
+
+def test_t5_locality_prior_gives_the_encoder_order_from_the_start():
+    """pretrain.py's prior for a T5 base: each encoder head scores its own position highest, falls off
+    with distance, and the heads of each half prefer one side; the decoder's heads fall off looking back."""
+    from model.t5 import relative_position_bucket
+    from pretrain import t5_locality_prior
+    model = init_from_config(T5, seed=0)
+    t5_locality_prior(model)
+    for stack, bidirectional in ((model.encoder, True), (model.decoder, False)):
+        attn = stack.block[0].layer[0].SelfAttention
+        offsets = torch.arange(-3, 4) if bidirectional else torch.arange(-3, 1)  # key position - query position
+        bias = attn.relative_attention_bias(relative_position_bucket(offsets, bidirectional, attn.buckets,
+                                                                     attn.max_distance))  # (offsets, heads)
+        itself = offsets.tolist().index(0)
+        for h in range(bias.shape[1]):
+            scores = bias[:, h].tolist()
+            assert scores[itself] == 0 and max(scores) == 0, (bidirectional, h, scores)
+            assert scores[:itself + 1] == sorted(scores[:itself + 1]), (h, scores)  # nearer on the left: higher
+            if bidirectional:
+                assert scores[itself:] == sorted(scores[itself:], reverse=True), (h, scores)
+                left, right = scores[itself - 1], scores[itself + 1]
+                assert (left > right) == (h < bias.shape[1] // 2), (h, scores)
