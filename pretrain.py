@@ -60,12 +60,9 @@ def t5_locality_prior(model):
                 members = relative[bucket == b]
                 r = members[members.abs().argmin()].item()                # the bucket's offset nearest zero
                 for h in range(heads):
-                    if bidirectional:
-                        looks_left = h < half
-                        other_side = r > 0 if looks_left else r < 0
-                        weight[b, h] = -2.0 ** -(h % half) * abs(r) - (2.0 if other_side else 0.0)
-                    else:
-                        weight[b, h] = -2.0 ** -h * abs(r)
+                    slope = 0.5 ** (h % half if bidirectional else h)
+                    other_side = bidirectional and (r > 0 if h < half else r < 0)  # heads < half look left
+                    weight[b, h] = -slope * abs(r) - (2.0 if other_side else 0.0)
 
 
 def corpus_examples(tok, fmt, rows):
